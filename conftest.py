@@ -1,0 +1,3 @@
+"""Fixtures for every test suite in the repository."""
+
+pytest_plugins = ["phoihop_common.testing"]

@@ -1,0 +1,345 @@
+"""Canonical lifecycle events and inbound messages: frozen pydantic models."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_TEXT_CHARS = 20_000
+
+
+def nfc(value: str) -> str:
+    """Normalise Vietnamese text to NFC and strip surrounding white space."""
+    return unicodedata.normalize("NFC", value).strip()
+
+
+NfcStr = Annotated[str, AfterValidator(nfc)]
+Text = Annotated[str, AfterValidator(nfc), Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+class Kind(StrEnum):
+    """Kind of submission; each carries its own time limits."""
+
+    KIEN_NGHI = "kien_nghi"
+    PHAN_ANH = "phan_anh"
+    KHIEU_NAI = "khieu_nai"
+    TO_CAO = "to_cao"
+    TIEP_CONG_DAN = "tiep_cong_dan"
+
+
+class Channel(StrEnum):
+    """How the matter reached the bus."""
+
+    TIEP_XUC_CU_TRI = "tiep_xuc_cu_tri"
+    UBMTTQ_TONG_HOP = "ubmttq_tong_hop"
+    TIEP_CONG_DAN = "tiep_cong_dan"
+    DON_THU = "don_thu"
+    CONG_THONG_TIN = "cong_thong_tin"
+
+
+class Level(StrEnum):
+    """Competence level: commune, province or central."""
+
+    XA = "xa"
+    TINH = "tinh"
+    TRUNG_UONG = "trung_uong"
+
+
+class Status(StrEnum):
+    """Lifecycle status of one recommendation."""
+
+    RECEIVED = "received"
+    MERGED = "merged"
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    TRIAGE = "triage"
+    ANSWERED = "answered"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+
+
+class Frozen(BaseModel):
+    """Base for every contract model: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class Reporter(Frozen):
+    """Identity of the person who submitted; confidential for denunciations."""
+
+    name: Annotated[NfcStr, Field(min_length=1, max_length=200)]
+    phone: Annotated[str | None, Field(default=None, pattern=r"^\+?[0-9 .\-]{6,20}$")] = None
+    address: Annotated[NfcStr | None, Field(default=None, max_length=500)] = None
+
+
+# --------------------------------------------------------------------------- inbound
+
+
+class Submission(Frozen):
+    """A new recommendation as an agency's system submits it (HTTP body or inbound topic)."""
+
+    kind: Kind
+    channel: Channel
+    locality: Code
+    text: Text
+    submitted_at: date | datetime | None = None
+    reporter: Reporter | None = None
+    source_ref: Annotated[str | None, Field(default=None, max_length=200)] = None
+
+
+class InboundSubmission(Submission):
+    """A submission on the inbound topic: carries who sent it and its idempotency key."""
+
+    submitted_by: Code
+    idempotency_key: Annotated[str | None, Field(default=None, max_length=200)] = None
+
+
+class ResponseAction(StrEnum):
+    """What an agency says about a recommendation assigned to it."""
+
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    ANSWER = "answer"
+    REQUEST_EXTENSION = "request_extension"
+    CLASSIFY = "classify"
+    CLOSE = "close"
+    REOPEN = "reopen"
+
+
+class Response(Frozen):
+    """An agency's response (inbound topic, or forwarded by the ingest HTTP API)."""
+
+    response_id: Annotated[str, Field(min_length=1, max_length=100)]
+    recommendation_id: Annotated[str, Field(min_length=1, max_length=100)]
+    agency: Code
+    action: ResponseAction
+    text: Annotated[NfcStr | None, Field(default=None, max_length=MAX_TEXT_CHARS)] = None
+    reason: Annotated[NfcStr | None, Field(default=None, max_length=2000)] = None
+    category: Code | None = None
+    level: Level | None = None
+    responded_at: datetime
+
+
+# --------------------------------------------------------------------------- canonical
+
+
+class LifecycleEvent(Frozen):
+    """Common part of every canonical event about one recommendation."""
+
+    event_name: ClassVar[str] = ""
+    recommendation_id: str
+    sequence: Annotated[int, Field(ge=1)]
+    occurred_at: datetime
+
+    def addressees(self) -> frozenset[str]:
+        """Agency codes this event concerns directly (used by notify)."""
+        return frozenset()
+
+
+class Decision(Frozen):
+    """Why routing chose what it chose: rule or model, its version, evidence and confidence."""
+
+    rule: str
+    version: str
+    evidence: tuple[str, ...] = ()
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+
+class Received(LifecycleEvent):
+    """A recommendation entered the bus (stamped sequence 1 by ingest)."""
+
+    event_name: ClassVar[str] = "received"
+    kind: Kind
+    channel: Channel
+    locality: str
+    text: str
+    submitted_at: date | datetime | None = None
+    reporter: Reporter | None = None
+    source_ref: str | None = None
+    submitted_by: str
+
+    def addressees(self) -> frozenset[str]:
+        """The submitting agency."""
+        return frozenset({self.submitted_by})
+
+
+class Merged(LifecycleEvent):
+    """A recommendation repeats an open case and is linked to it."""
+
+    event_name: ClassVar[str] = "merged"
+    duplicate_of: str
+    similarity: Annotated[float, Field(ge=0.0, le=1.0)]
+    decision: Decision
+    submitted_by: str | None = None
+
+    def addressees(self) -> frozenset[str]:
+        """The submitting agency."""
+        return frozenset({self.submitted_by}) if self.submitted_by else frozenset()
+
+
+class Assigned(LifecycleEvent):
+    """Routing gave the recommendation to a competent agency with deadlines."""
+
+    event_name: ClassVar[str] = "assigned"
+    agency: str
+    category: str
+    level: Level
+    kind: Kind
+    locality: str
+    accept_deadline: datetime | None = None
+    deadline: datetime
+    decision: Decision
+    hop: Annotated[int, Field(ge=0)] = 0
+    previous_agency: str | None = None
+
+    def addressees(self) -> frozenset[str]:
+        """The assignee."""
+        return frozenset({self.agency})
+
+
+class Accepted(LifecycleEvent):
+    """The assignee took the recommendation on."""
+
+    event_name: ClassVar[str] = "accepted"
+    agency: str
+
+    def addressees(self) -> frozenset[str]:
+        """The assignee."""
+        return frozenset({self.agency})
+
+
+class Declined(LifecycleEvent):
+    """The assignee declined as not competent."""
+
+    event_name: ClassVar[str] = "declined"
+    agency: str
+    reason: str
+
+    def addressees(self) -> frozenset[str]:
+        """The agency that declined."""
+        return frozenset({self.agency})
+
+
+class Answered(LifecycleEvent):
+    """The assignee answered; the answer goes to the sources (merged ones too)."""
+
+    event_name: ClassVar[str] = "answered"
+    agency: str
+    text: str
+    on_time: bool
+    recipients: tuple[str, ...] = ()
+
+    def addressees(self) -> frozenset[str]:
+        """Every source that should get the answer."""
+        return frozenset(self.recipients)
+
+
+class Reminded(LifecycleEvent):
+    """A reminder before a deadline."""
+
+    event_name: ClassVar[str] = "reminded"
+    agency: str
+    deadline: datetime
+
+    def addressees(self) -> frozenset[str]:
+        """The assignee."""
+        return frozenset({self.agency})
+
+
+class Escalated(LifecycleEvent):
+    """A deadline passed: the ladder level and who is told."""
+
+    event_name: ClassVar[str] = "escalated"
+    agency: str
+    level: Annotated[int, Field(ge=1)]
+    deadline: datetime
+    recipients: tuple[str, ...]
+
+    def addressees(self) -> frozenset[str]:
+        """The supervisors on this level of the ladder."""
+        return frozenset(self.recipients)
+
+
+class Extended(LifecycleEvent):
+    """The answer deadline was extended (denunciations, per policy)."""
+
+    event_name: ClassVar[str] = "extended"
+    agency: str
+    deadline: datetime
+    extension: Annotated[int, Field(ge=1)]
+
+    def addressees(self) -> frozenset[str]:
+        """The assignee."""
+        return frozenset({self.agency})
+
+
+class Reopened(LifecycleEvent):
+    """The answer was found unsatisfactory."""
+
+    event_name: ClassVar[str] = "reopened"
+    agency: str
+    reason: str
+    deadline: datetime
+
+    def addressees(self) -> frozenset[str]:
+        """The assignee."""
+        return frozenset({self.agency})
+
+
+class Closed(LifecycleEvent):
+    """A supervisor closed the case."""
+
+    event_name: ClassVar[str] = "closed"
+    closed_by: str
+
+    def addressees(self) -> frozenset[str]:
+        """Nobody beyond the subscribers of closed events."""
+        return frozenset()
+
+
+class NotificationOutcome(Frozen):
+    """One delivery attempt of one event to one endpoint."""
+
+    event_name: ClassVar[str] = "notification_outcome"
+    recommendation_id: str
+    event_id: str
+    event_type: str
+    subscription_id: str
+    agency: str
+    channel: Literal["webhook", "email"]
+    attempt: Annotated[int, Field(ge=1)]
+    outcome: Literal["delivered", "failed", "retry_scheduled", "dead_lettered", "disabled"]
+    status_code: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    attempted_at: datetime
+
+
+LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
+    Received,
+    Merged,
+    Assigned,
+    Accepted,
+    Declined,
+    Answered,
+    Reminded,
+    Escalated,
+    Extended,
+    Reopened,
+    Closed,
+)
+
+EVENT_MODELS: dict[str, type[BaseModel]] = {m.event_name: m for m in LIFECYCLE_EVENTS} | {
+    NotificationOutcome.event_name: NotificationOutcome
+}
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict of a model (dates as ISO strings)."""
+    return model.model_dump(mode="json", exclude_none=False)

@@ -1,0 +1,88 @@
+"""Kafka client settings shared by every service, and topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import Any, Literal
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from phoihop_schemas.topics import ALL_TOPICS, Topic
+from pydantic import BaseModel, SecretStr
+
+
+class KafkaSettings(BaseModel):
+    """Connection and security settings of a Kafka client (embedded in each service's settings)."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_topic_partitions: int = 4
+    kafka_topic_replication: int = 1
+
+
+def _ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
+    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+    if s.kafka_ssl_certfile:
+        ctx.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
+    return ctx
+
+
+def client_kwargs(s: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka producers, consumers and admin clients."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": s.kafka_bootstrap,
+        "security_protocol": s.kafka_security_protocol,
+    }
+    ctx = _ssl_context(s)
+    if ctx is not None:
+        kwargs["ssl_context"] = ctx
+    if s.kafka_sasl_mechanism:
+        kwargs["sasl_mechanism"] = s.kafka_sasl_mechanism
+        kwargs["sasl_plain_username"] = s.kafka_sasl_username
+        kwargs["sasl_plain_password"] = (
+            s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None
+        )
+    return kwargs
+
+
+def producer_kwargs(s: KafkaSettings) -> dict[str, Any]:
+    """Producer settings: acks=all, no idempotence (Tansu lacks InitProducerId)."""
+    return client_kwargs(s) | {"acks": "all", "enable_idempotence": False, "linger_ms": 2}
+
+
+async def ensure_topics(
+    s: KafkaSettings, topics: tuple[Topic, ...] = ALL_TOPICS, *, attempts: int = 30
+) -> list[str]:
+    """Create the bus's topics if missing (Tansu needs them up front); return those created."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        admin = AIOKafkaAdminClient(**client_kwargs(s))
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t.name for t in topics if t.name not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [
+                            NewTopic(n, s.kafka_topic_partitions, s.kafka_topic_replication)
+                            for n in missing
+                        ]
+                    )
+            return missing
+        except KafkaError as exc:
+            last = exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+    raise RuntimeError(f"could not create topics on {s.kafka_bootstrap}: {last}")

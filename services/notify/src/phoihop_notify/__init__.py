@@ -1,0 +1,1 @@
+"""phoihop notify."""
