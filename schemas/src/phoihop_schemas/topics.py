@@ -47,6 +47,8 @@ INBOUND_SUBMISSIONS = Topic(
 INBOUND_RESPONSES = Topic(f"{PREFIX}.inbound.responses", Role.INBOUND, RESPONSE_CE_TYPE)
 DEAD_LETTER = Topic(f"{PREFIX}.deadletter", Role.DEAD_LETTER, None, False)
 ROUTING_TIMERS = Topic(f"{PREFIX}.routing.timers", Role.INTERNAL, "vn.phoihop.routing.timer.v1")
+ROUTING_DEDUP = Topic(f"{PREFIX}.routing.dedup", Role.INTERNAL, None, False)  # keyed by bucket
+ROUTING_COMMANDS = Topic(f"{PREFIX}.routing.commands", Role.INTERNAL, None)  # keyed by rec id
 NOTIFY_RETRY = Topic(f"{PREFIX}.notify.retry", Role.INTERNAL, None)
 
 
@@ -69,12 +71,19 @@ ALL_TOPICS: tuple[Topic, ...] = (
     INBOUND_RESPONSES,
     *CANONICAL.values(),
     ROUTING_TIMERS,
+    ROUTING_DEDUP,
+    ROUTING_COMMANDS,
     NOTIFY_RETRY,
     DEAD_LETTER,
 )
 
 # Topics routing consumes together must be co-partitioned (same count, same key).
-CO_PARTITIONED: tuple[Topic, ...] = (CANONICAL["received"], INBOUND_RESPONSES, ROUTING_TIMERS)
+CO_PARTITIONED: tuple[Topic, ...] = (
+    CANONICAL["received"],
+    INBOUND_RESPONSES,
+    ROUTING_TIMERS,
+    ROUTING_COMMANDS,
+)
 
 
 def by_name(name: str) -> Topic:
