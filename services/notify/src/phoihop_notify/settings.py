@@ -1,0 +1,84 @@
+"""Settings of the notify service (env prefix `PHOIHOP_NOTIFY_`)."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from phoihop_common.config import default_config_dir
+from phoihop_common.kafka import KafkaSettings
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class NotifySettings(BaseSettings, KafkaSettings):
+    """Everything notify reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PHOIHOP_NOTIFY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8082
+    database_url: str = "sqlite:///var/notify.db"
+    config_dir: Path | None = None  # falls back to PHOIHOP_CONFIG_DIR / deploy/config
+    consumer_group: str = "phoihop-notify"
+    log_level: str = "INFO"
+    # CIDRs exempt from the refusal of private, loopback and link-local webhook targets.
+    allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    # Seconds before each attempt: the first entry is the first attempt (normally 0).
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    request_timeout: float = 15.0
+    disable_after: timedelta = timedelta(days=5)
+    rate_limit_per_second: float = 10.0
+    max_retry_after: float = 86_400.0
+    # A delivery waits for the recommendation's earlier events at most this long.
+    order_hold: float = 60.0
+    dispatch_interval: float = 0.5
+    dispatch_batch: int = 100
+    dispatch_concurrency: int = 16
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "phoihop@localhost"
+    smtp_timeout: float = 15.0
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        nets = _split(value)
+        for net in nets:
+            ipaddress.ip_network(net, strict=False)
+        return nets
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        parts = _split(value)
+        if not parts:
+            raise ValueError("retry_schedule needs at least one entry")
+        return [float(p) for p in parts]
+
+    @property
+    def resolved_config_dir(self) -> Path:
+        """The configuration directory in use."""
+        return self.config_dir or default_config_dir()
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Allowed networks, parsed."""
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts in one round of the schedule."""
+        return len(self.retry_schedule)
+
+
