@@ -19,6 +19,7 @@ class Delivery:
     headers: dict[str, str]
     body: bytes
     status: int
+    received_at: float = 0.0  # time.time() when the request was read
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -31,6 +32,9 @@ class WebhookReceiver:
 
     respond: Callable[[str, bytes], int] = lambda _path, _body: 200
     deliveries: list[Delivery] = field(default_factory=list)
+    on_delivery: Callable[[Delivery], None] | None = None  # called for every request
+    keep: bool = True  # False: don't keep deliveries in memory (long benchmarks)
+    keep_alive: bool = False  # HTTP/1.1 persistent connections
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -39,14 +43,20 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                at = time.time()
                 status = receiver.respond(self.path, body)
+                delivery = Delivery(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body, status, at
+                )
                 with receiver._lock:
-                    receiver.deliveries.append(
-                        Delivery(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                 body, status)
-                    )
+                    if receiver.keep:
+                        receiver.deliveries.append(delivery)
+                    if receiver.on_delivery is not None:
+                        receiver.on_delivery(delivery)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -54,7 +64,11 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # bursts of webhook connections
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -63,9 +77,7 @@ class WebhookReceiver:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
 
-    def wait_for(
-        self, predicate: Callable[[Delivery], bool], *, timeout: float = 60.0
-    ) -> Delivery:
+    def wait_for(self, predicate: Callable[[Delivery], bool], *, timeout: float = 60.0) -> Delivery:
         """The first delivery matching `predicate`, waiting up to `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -75,6 +87,11 @@ class WebhookReceiver:
                         return d
             time.sleep(0.1)
         raise TimeoutError(f"no matching webhook within {timeout}s; got {len(self.deliveries)}")
+
+    def snapshot(self) -> list[Delivery]:
+        """A copy of the deliveries so far."""
+        with self._lock:
+            return list(self.deliveries)
 
     def stop(self) -> None:
         """Shut the server down."""

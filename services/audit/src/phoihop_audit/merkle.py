@@ -44,10 +44,8 @@ def prefix_roots(leaves: Iterable[bytes], sizes: Iterable[int]) -> dict[int, byt
     if 0 in wanted:
         out[0] = EMPTY_ROOT
     stack: list[tuple[int, bytes]] = []
-    n = 0
-    for leaf in leaves:
+    for n, leaf in enumerate(leaves, start=1):
         stack.append((1, leaf))
-        n += 1
         while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
             (size, right), (_, left) = stack.pop(), stack.pop()
             stack.append((size * 2, node_hash(left, right)))

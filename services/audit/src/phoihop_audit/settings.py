@@ -25,6 +25,7 @@ class AuditSettings(BaseSettings, KafkaSettings):
     trusted_public_keys: str = ""
     pii_key: SecretStr | None = None
     checkpoint_interval: float = 5.0
+    timezone: str = "Asia/Ho_Chi_Minh"  # report periods and date filters are local dates
     config_dir: Path | None = None
     log_level: str = "INFO"
     consumer_group: str = "phoihop-audit"

@@ -25,7 +25,7 @@ class TopicsInitSettings(BaseSettings, KafkaSettings):
 
 
 def main() -> int:
-    """Create the missing topics, print what was created, exit 0 (1 if the cluster is unreachable)."""
+    """Create the missing topics and print them; exit 1 if the cluster is unreachable."""
     settings = TopicsInitSettings()
     try:
         created = asyncio.run(ensure_topics(settings, ALL_TOPICS, attempts=settings.attempts))

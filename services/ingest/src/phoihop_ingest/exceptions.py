@@ -16,61 +16,61 @@ class IngestError(Exception):
         self.detail = detail
 
 
-class BadRequest(IngestError):
+class BadRequestError(IngestError):
     """The request could not be parsed."""
 
     status = 400
 
 
-class Unauthorized(IngestError):
+class UnauthorizedError(IngestError):
     """No or an unknown API key."""
 
     status = 401
 
 
-class Forbidden(IngestError):
+class ForbiddenError(IngestError):
     """The caller may not do this."""
 
     status = 403
 
 
-class NotFound(IngestError):
+class NotFoundError(IngestError):
     """The recommendation is unknown (or not visible to the caller)."""
 
     status = 404
 
 
-class PayloadTooLarge(IngestError):
+class PayloadTooLargeError(IngestError):
     """The request body exceeds the limit."""
 
     status = 413
 
 
-class UnsupportedMediaType(IngestError):
+class UnsupportedMediaTypeError(IngestError):
     """The bulk import format is not recognised."""
 
     status = 415
 
 
-class ValidationFailed(IngestError):
+class InvalidInputError(IngestError):
     """The submission or response is invalid."""
 
     status = 422
 
 
-class Unavailable(IngestError):
+class UnavailableError(IngestError):
     """A dependency (broker, audit, database) is unreachable; the client should retry."""
 
     status = 503
 
 
-class BrokerUnavailable(Unavailable):
+class BrokerUnavailableError(UnavailableError):
     """The broker did not acknowledge in time."""
 
 
-class AuditUnavailable(Unavailable):
+class AuditUnavailableError(UnavailableError):
     """Audit did not answer."""
 
 
-class StoreUnavailable(Unavailable):
+class StoreUnavailableError(UnavailableError):
     """The idempotency database is unreachable."""

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from phoihop_schemas.events import Submission
 from sqlalchemy import (
@@ -35,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from phoihop_ingest.exceptions import StoreUnavailable
+from phoihop_ingest.exceptions import StoreUnavailableError
 
 ID_NAMESPACE = uuid.UUID("0b6f5a3e-2c7d-4e41-8f0a-696e67657374")
 MAX_KEY_CHARS = 200
@@ -93,13 +95,11 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            from pathlib import Path
-
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+        def _pragmas(conn: Any, _record: Any) -> None:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -120,7 +120,7 @@ class IdempotencyStore:
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise StoreUnavailable("database_unavailable", str(exc)[:300]) from exc
+            raise StoreUnavailableError("database_unavailable", str(exc)[:300]) from exc
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -142,8 +142,8 @@ class IdempotencyStore:
             except IntegrityError as exc:  # a concurrent replica inserted the same key
                 last = exc
             except OperationalError as exc:
-                raise StoreUnavailable("database_unavailable", str(exc)[:300]) from exc
-        raise StoreUnavailable("database_conflict", str(last)[:300])
+                raise StoreUnavailableError("database_unavailable", str(exc)[:300]) from exc
+        raise StoreUnavailableError("database_conflict", str(last)[:300])
 
     def _claim_once(self, claims: Sequence[Claim]) -> dict[tuple[str, str], ClaimState]:
         now = datetime.now(UTC)
@@ -203,7 +203,7 @@ class IdempotencyStore:
                             .values(state=ClaimState.DONE.value, produced_at=now)
                         )
         except SQLAlchemyError as exc:
-            raise StoreUnavailable("database_unavailable", str(exc)[:300]) from exc
+            raise StoreUnavailableError("database_unavailable", str(exc)[:300]) from exc
 
 
 def _by_agency(claims: Sequence[Claim]) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ from phoihop_common.config import Reference
 from phoihop_schemas.events import Kind, Submission
 from pydantic import ValidationError
 
-from phoihop_ingest.exceptions import ValidationFailed
+from phoihop_ingest.exceptions import InvalidInputError
 
 # Anonymous complaints and denunciations are not handled (Law on Complaints art. 8,
 # Law on Denunciation art. 23): the reporter must be identified.
@@ -45,43 +45,43 @@ def reason_of(exc: ValidationError) -> str:
     if kind == "missing":
         return "missing_field" if field not in ("text", "reason") else f"{field}_required"
     if field in ("text", "reason"):
-        if kind == "string_too_long":
+        if kind in ("string_too_long", "too_long"):
             return f"{field}_too_long"
-        if kind == "string_too_short":
+        if kind in ("string_too_short", "too_short"):
             return "empty_text" if field == "text" else "reason_required"
         return f"invalid_{field}"
     return _FIELD_REASONS.get(field, "invalid_field")
 
 
 def parse_submission(payload: Any) -> Submission:
-    """Parse a JSON object into a Submission, or raise ValidationFailed with a reason."""
+    """Parse a JSON object into a Submission, or raise InvalidInputError with a reason."""
     if not isinstance(payload, Mapping):
-        raise ValidationFailed("invalid_body", "the body must be a JSON object")
+        raise InvalidInputError("invalid_body", "the body must be a JSON object")
     try:
         return Submission.model_validate(payload)
     except ValidationError as exc:
-        raise ValidationFailed(reason_of(exc), errors_of(exc)) from exc
+        raise InvalidInputError(reason_of(exc), errors_of(exc)) from exc
 
 
 def check_submission(*, submission: Submission, reference: Reference, max_text_chars: int) -> None:
     """Reference-data and business checks a schema cannot express."""
     if not submission.text:
-        raise ValidationFailed("empty_text", "text is empty")
+        raise InvalidInputError("empty_text", "text is empty")
     if len(submission.text) > max_text_chars:
-        raise ValidationFailed(
+        raise InvalidInputError(
             "text_too_long", f"text has {len(submission.text)} characters > {max_text_chars}"
         )
     if submission.locality not in reference.unit_codes:
-        raise ValidationFailed("unknown_locality", f"no administrative unit {submission.locality!r}")
+        raise InvalidInputError(
+            "unknown_locality", f"no administrative unit {submission.locality!r}"
+        )
     if submission.kind in REPORTER_REQUIRED and submission.reporter is None:
-        raise ValidationFailed(
+        raise InvalidInputError(
             "reporter_required", f"a {submission.kind.value} must identify its reporter"
         )
 
 
-def validate_submission(
-    *, payload: Any, reference: Reference, max_text_chars: int
-) -> Submission:
+def validate_submission(*, payload: Any, reference: Reference, max_text_chars: int) -> Submission:
     """Parse and check one submission."""
     submission = parse_submission(payload)
     check_submission(submission=submission, reference=reference, max_text_chars=max_text_chars)

@@ -37,7 +37,7 @@ class NotifySettings(BaseSettings, KafkaSettings):
     # Seconds before each attempt: the first entry is the first attempt (normally 0).
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     request_timeout: float = 15.0
-    disable_after: timedelta = timedelta(days=5)
+    disable_after: timedelta = timedelta(days=5)  # env: seconds or ISO 8601 (P5D)
     rate_limit_per_second: float = 10.0
     max_retry_after: float = 86_400.0
     # A delivery waits for the recommendation's earlier events at most this long.
@@ -65,6 +65,13 @@ class NotifySettings(BaseSettings, KafkaSettings):
         if not parts:
             raise ValueError("retry_schedule needs at least one entry")
         return [float(p) for p in parts]
+
+    @field_validator("disable_after", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(value))
+        return value
 
     @property
     def resolved_config_dir(self) -> Path:

@@ -1,0 +1,635 @@
+"""The benchmark run: ceiling, ingest, end to end, memory; table on stdout, JSON on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from phoihop_common.broker import EmbeddedBroker, free_port
+from phoihop_common.kafka import KafkaSettings, client_kwargs, ensure_topics, producer_kwargs
+from phoihop_common.stack import SERVICES, Stack
+from phoihop_schemas.codec import encode
+from phoihop_schemas.events import Received
+
+from bench import load, procs
+from bench.bus import (
+    NOTIFY_ENV,
+    SUBMITTER,
+    SUPERVISOR,
+    bulk_async,
+    copy_config,
+    key,
+    metric_sum,
+    new_secret,
+    scrape,
+)
+from bench.helpers import CpuWindow, MinimalEndpoint, ReceiverProcess, bound_by
+from bench.texts import generate
+
+PHASES = ("ceiling", "ingest", "e2e", "memory")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CORES = os.cpu_count() or 1
+GOAL_E2E_PER_S = 1000.0
+GOAL_INGEST_RATIO = 0.8
+GOAL_P99_MS = 200.0
+GOAL_RSS_MB = 300.0
+GOAL_OPEN_CASES = 100_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much load each phase offers."""
+
+    kafka_records: int
+    http_seconds: float
+    concurrency: int
+    rate: float
+    rate_seconds: float
+    bulk_rows: int
+    saturation_rows: int
+    open_cases: int
+    chunk: int
+    drain_timeout: float
+
+
+FULL = Sizes(30_000, 10.0, 32, 100.0, 30.0, 10_000, 20_000, GOAL_OPEN_CASES, 5_000, 900.0)
+QUICK = Sizes(5_000, 4.0, 32, 100.0, 6.0, 2_000, 2_000, 5_000, 1_000, 180.0)
+
+
+def _bodies(start: int) -> Iterator[dict[str, Any]]:
+    """An endless stream of distinct submission bodies."""
+    block = 10_000
+    for n in itertools.count():
+        for g in generate(block, seed=11, start=start + n * block):
+            yield g.body
+
+
+class Bench:
+    """One benchmark run."""
+
+    def __init__(self, *, sizes: Sizes, phases: tuple[str, ...], database_url: str | None) -> None:
+        self.sizes = sizes
+        self.phases = phases
+        self.database_url = database_url
+        self.tmp = Path(tempfile.mkdtemp(prefix="phoihop-bench-"))
+        self.broker: EmbeddedBroker | None = None
+        self.stack: Stack | None = None
+        self.receiver: ReceiverProcess | None = None
+        self.results: dict[str, Any] = {
+            "started_at": datetime.now(UTC).isoformat(),
+            "machine": {
+                "cores": CORES,
+                "python": platform.python_version(),
+                "loadavg_at_start": os.getloadavg(),
+            },
+            "sizes": sizes.__dict__,
+            "phases": list(phases),
+            "errors": [],
+        }
+        self._body_offset = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def bodies(self, count: int) -> list[dict[str, Any]]:
+        """`count` fresh, never used bodies."""
+        out = [g.body for g in generate(count, seed=13, start=self._body_offset)]
+        self._body_offset += count
+        return out
+
+    def body_stream(self) -> Iterator[dict[str, Any]]:
+        """Fresh bodies, one by one."""
+        start = self._body_offset
+        self._body_offset += 10_000_000  # the stream gets its own range
+        return _bodies(start)
+
+    def pids(self, *extra: tuple[str, int]) -> dict[str, int]:
+        """The processes CPU is accounted for."""
+        out: dict[str, int] = {"bench": os.getpid()}
+        if self.broker and self.broker.process:
+            out["broker"] = self.broker.process.pid
+        if self.stack:
+            for name, proc in self.stack.procs.items():
+                if proc.process:
+                    out[name] = proc.process.pid
+        if self.receiver and self.receiver.process:
+            out["receiver"] = self.receiver.pid
+        out.update(dict(extra))
+        return out
+
+    def audit_done(self) -> float | None:
+        """Events stored by audit that finish routing (assigned + merged), from /metrics."""
+        assert self.stack is not None
+        text = scrape(self.stack.url("audit"))
+        a = metric_sum(text, "phoihop_audit_events_stored_total", type="assigned")
+        m = metric_sum(text, "phoihop_audit_events_stored_total", type="merged")
+        if a is None and m is None:
+            return None
+        return (a or 0.0) + (m or 0.0)
+
+    def quiesce(self, *, timeout: float) -> dict[str, Any]:
+        """Wait until webhooks and audit stop moving for 3 s (the previous phase drained)."""
+        assert self.receiver is not None
+        deadline = time.monotonic() + timeout
+        last: tuple[int, float | None] = (-1, None)
+        still_since = time.monotonic()
+        while time.monotonic() < deadline:
+            self.receiver.poll()
+            now = (self.receiver.count, self.audit_done())
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= 3.0:
+                return {"drained": True}
+            time.sleep(0.5)
+        return {"drained": False, "timeout_s": timeout}
+
+    def wait_done(
+        self, submitted: dict[str, float], *, audit_base: float | None, timeout: float
+    ) -> dict[str, Any]:
+        """Wait until every id got its assigned/merged webhook and audit stored as many."""
+        assert self.receiver is not None
+        deadline = time.monotonic() + timeout
+        audit_reached: float | None = None
+        n = len(submitted)
+        delivered = 0
+        audit_delta: float | None = None
+        while time.monotonic() < deadline:
+            self.receiver.poll()
+            delivered = sum(1 for i in submitted if i in self.receiver.first_done)
+            done = self.audit_done()
+            if done is not None and audit_base is not None:
+                audit_delta = done - audit_base
+                if audit_reached is None and audit_delta >= n:
+                    audit_reached = time.time()
+            audit_ok = audit_reached is not None or done is None
+            if delivered >= n and audit_ok:
+                break
+            time.sleep(0.25)
+        receipts = {
+            i: self.receiver.first_done[i] for i in submitted if i in self.receiver.first_done
+        }
+        return {
+            "delivered": delivered,
+            "audit_stored": audit_delta,
+            "audit_reached_at": audit_reached,
+            "receipts": receipts,
+            "complete": delivered >= n and (audit_reached is not None or audit_delta is None),
+        }
+
+    # ------------------------------------------------------------------ phases
+
+    async def kafka_ceiling(self) -> dict[str, Any]:
+        """Raw aiokafka produce → consume of received CloudEvents on the same broker."""
+        assert self.broker is not None
+        settings = KafkaSettings(kafka_bootstrap=self.broker.bootstrap)
+        n = self.sizes.kafka_records
+        topic = f"bench.ceiling.{uuid.uuid4().hex[:8]}"
+        admin = AIOKafkaAdminClient(**client_kwargs(settings))
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, settings.kafka_topic_partitions, 1)])
+        finally:
+            await admin.close()
+        records = [
+            encode(
+                Received(
+                    recommendation_id=str(uuid.uuid4()), sequence=1,
+                    occurred_at=datetime.now(UTC), submitted_by=SUBMITTER, **body,
+                ),
+                source="/phoihop/bench",
+            )
+            for body in self.bodies(n)
+        ]  # fmt: skip
+        size = sum(len(r.value) + sum(len(k) + len(v) for k, v in r.headers) for r in records)
+
+        async def consume(group: str, joined: asyncio.Event) -> tuple[float, float]:
+            """Read all n records; (time of the first record, time of the last)."""
+            consumer = AIOKafkaConsumer(
+                topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
+                **client_kwargs(settings),
+            )  # fmt: skip
+            await consumer.start()
+            try:
+                got, first = 0, 0.0
+                while got < n:
+                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    if consumer.assignment():
+                        joined.set()
+                    count = sum(len(v) for v in batch.values())
+                    if count and not first:
+                        first = time.perf_counter()
+                    got += count
+                return first, time.perf_counter()
+            finally:
+                await consumer.stop()
+
+        joined = asyncio.Event()
+        consumer_task = asyncio.create_task(consume(f"bench-{uuid.uuid4().hex[:6]}", joined))
+        await asyncio.wait_for(joined.wait(), timeout=60)  # the clock starts once it is assigned
+        producer = AIOKafkaProducer(**producer_kwargs(settings))
+        await producer.start()
+        t0 = time.perf_counter()
+        try:
+            futures = [
+                await producer.send(topic, value=r.value, key=r.key, headers=r.headers)
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+            produced = time.perf_counter()
+        finally:
+            await producer.stop()
+        _, consumed = await asyncio.wait_for(consumer_task, timeout=300)
+        first, last = await asyncio.wait_for(self._consume_only(topic, n), timeout=300)
+        return {
+            "records": n,
+            "record_bytes_avg": round(size / n),
+            "produce_per_s": round(n / (produced - t0), 1),
+            "produce_consume_per_s": round(n / (consumed - t0), 1),
+            "consume_only_per_s": round(n / (last - first), 1) if last > first else None,
+        }
+
+    async def _consume_only(self, topic: str, n: int) -> tuple[float, float]:
+        """Read the topic from the beginning without a group (no join): (start, end)."""
+        assert self.broker is not None
+        settings = KafkaSettings(kafka_bootstrap=self.broker.bootstrap)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            t0, got = time.perf_counter(), 0
+            while got < n:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                got += sum(len(v) for v in batch.values())
+            return t0, time.perf_counter()
+        finally:
+            await consumer.stop()
+
+    async def http_load(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
+        """Warm up, then concurrent clients back to back for a fixed time."""
+        s = self.sizes
+        stream = self.body_stream()
+        await load.closed_loop(
+            url=url, bodies=stream, headers=headers, concurrency=8, duration=5, max_requests=100
+        )
+        result = await load.closed_loop(
+            url=url, bodies=stream, headers=headers, concurrency=s.concurrency,
+            duration=s.http_seconds, max_requests=100_000,
+        )  # fmt: skip
+        return result.summary() | {"concurrency": s.concurrency}
+
+    def minimal_ceiling(self) -> dict[str, Any]:
+        """The minimal FastAPI + aiokafka endpoint under the client load."""
+        assert self.broker is not None
+        topic = f"bench.minimal.{uuid.uuid4().hex[:8]}"
+        asyncio.run(self._create_topic(topic))
+        endpoint = MinimalEndpoint(
+            port=free_port(), bootstrap=self.broker.bootstrap, topic=topic,
+            log_path=self.tmp / "minimal.log",
+        ).start()  # fmt: skip
+        try:
+            assert endpoint.process is not None
+            window = CpuWindow(self.pids(("minimal", endpoint.process.pid))).start()
+            out = asyncio.run(
+                self.http_load(f"{endpoint.url}/v1/recommendations", {"X-API-Key": "bench"})
+            )
+            out["cpu"] = window.stop()
+            info = procs.tree(endpoint.process.pid)
+            out["rss_peak_mb"] = round(sum(p.hwm_mb for p in info), 1)
+        finally:
+            endpoint.stop()
+        return out
+
+    async def _create_topic(self, topic: str) -> None:
+        assert self.broker is not None
+        admin = AIOKafkaAdminClient(
+            **client_kwargs(KafkaSettings(kafka_bootstrap=self.broker.bootstrap))
+        )
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 4, 1)])
+        finally:
+            await admin.close()
+
+    def start_stack(self) -> None:
+        """Receiver process, config with a jurisdiction-wide subscription, the four services."""
+        assert self.broker is not None
+        self.receiver = ReceiverProcess(self.tmp / "webhooks.tsv").start()
+        config = copy_config(
+            self.tmp / "config",
+            [
+                {
+                    "agency": SUPERVISOR,
+                    "url": self.receiver.url(f"/hook/{SUPERVISOR}"),
+                    "secret": new_secret(),
+                    "event_types": ["assigned", "merged"],
+                    "scope": "jurisdiction",
+                }
+            ],
+        )
+        self.stack = Stack(
+            data_dir=self.tmp / "stack",
+            kafka_bootstrap=self.broker.bootstrap,
+            database_url=self.database_url,
+            config_dir=config,
+            extra_env=dict(NOTIFY_ENV),
+        )
+        t0 = time.monotonic()
+        self.stack.start(timeout=180)
+        self.results["stack_start_s"] = round(time.monotonic() - t0, 1)
+
+    def ingest_phase(self) -> dict[str, Any]:
+        """Single submissions under the client load, then the bulk endpoint."""
+        assert self.stack is not None
+        url = self.stack.url("ingest")
+        window = CpuWindow(self.pids()).start()
+        single = asyncio.run(self.http_load(f"{url}/v1/recommendations", key(SUBMITTER)))
+        single["cpu"] = window.stop()
+        self.quiesce(timeout=self.sizes.drain_timeout)
+        window = CpuWindow(self.pids()).start()
+        bulk = asyncio.run(self.bulk_load(self.sizes.bulk_rows))
+        bulk_out = {k: v for k, v in bulk.items() if k != "submitted"}
+        bulk_out["cpu"] = window.stop()
+        self.quiesce(timeout=self.sizes.drain_timeout)
+        return {"single": single, "bulk": bulk_out}
+
+    async def bulk_load(self, rows: int, *, parallel: int = 2) -> dict[str, Any]:
+        """Post `rows` in chunks, `parallel` requests at a time; ids with their submit time."""
+        chunk = self.sizes.chunk
+        batches = [self.bodies(min(chunk, rows - i)) for i in range(0, rows, chunk)]
+        submitted: dict[str, float] = {}
+        statuses: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        queue = list(batches)
+        assert self.stack is not None
+        url = self.stack.url("ingest")
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while queue:
+                batch = queue.pop(0)
+                start = time.time()
+                res = await bulk_async(client, url, batch)
+                statuses[str(res.status)] = statuses.get(str(res.status), 0) + 1
+                for reason, count in res.errors.items():
+                    errors[reason] = errors.get(reason, 0) + count
+                if res.error:
+                    errors[res.error] = errors.get(res.error, 0) + 1
+                for rec_id in res.ids:
+                    submitted[rec_id] = start
+
+        t0 = time.perf_counter()
+        async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
+            await asyncio.gather(*(worker(client) for _ in range(parallel)))
+        wall = time.perf_counter() - t0
+        return {
+            "rows": rows,
+            "accepted": len(submitted),
+            "wall_s": round(wall, 2),
+            "rows_per_s": round(len(submitted) / wall, 1) if wall else 0.0,
+            "chunk": chunk,
+            "parallel_requests": parallel,
+            "statuses": statuses,
+            "row_errors": errors,
+            "submitted": submitted,
+        }
+
+    def e2e_phase(self) -> dict[str, Any]:
+        """Fixed offered rate of single submissions, then saturation by bulk."""
+        assert self.stack is not None
+        s = self.sizes
+        out: dict[str, Any] = {}
+        base = self.audit_done()
+        window = CpuWindow(self.pids()).start()
+        fixed = asyncio.run(
+            load.open_loop(
+                url=f"{self.stack.url('ingest')}/v1/recommendations",
+                bodies=self.body_stream(), headers=key(SUBMITTER), rate=s.rate,
+                duration=s.rate_seconds,
+            )
+        )  # fmt: skip
+        submitted = {x.rec_id: x.start for x in fixed.ok if x.rec_id}
+        done = self.wait_done(submitted, audit_base=base, timeout=120)
+        out["fixed_rate"] = self._e2e_figures(submitted, done) | {
+            "offered_per_s": s.rate,
+            "offered_s": s.rate_seconds,
+            "http": fixed.summary(),
+            "cpu": window.stop(),
+        }
+        self.quiesce(timeout=s.drain_timeout)
+        base = self.audit_done()
+        window = CpuWindow(self.pids()).start()
+        bulk = asyncio.run(self.bulk_load(s.saturation_rows))
+        submitted = bulk.pop("submitted")
+        done = self.wait_done(submitted, audit_base=base, timeout=s.drain_timeout)
+        out["saturation"] = self._e2e_figures(submitted, done) | {
+            "offered": "bulk import as fast as ingest takes it",
+            "bulk": bulk,
+            "cpu": window.stop(),
+        }
+        self.quiesce(timeout=s.drain_timeout)
+        return out
+
+    @staticmethod
+    def _e2e_figures(submitted: dict[str, float], done: dict[str, Any]) -> dict[str, Any]:
+        receipts: dict[str, float] = done["receipts"]
+        lat = [receipts[i] - t for i, t in submitted.items() if i in receipts]
+        out: dict[str, Any] = {
+            "submitted_ok": len(submitted),
+            "webhook_delivered": done["delivered"],
+            "audit_stored": done["audit_stored"],
+            "complete": done["complete"],
+            **load.latency_summary(lat),
+        }
+        if receipts and submitted:
+            first = min(submitted.values())
+            ends = [max(receipts.values())]
+            if done["audit_reached_at"]:
+                ends.append(done["audit_reached_at"])
+            span = max(ends) - first
+            out["throughput_per_s"] = round(len(receipts) / span, 1) if span > 0 else None
+            times = sorted(receipts.values())
+            lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
+            steady = (len(times) * 9) // 10 - len(times) // 10
+            out["sustained_per_s"] = round(steady / (hi - lo), 1) if hi > lo else None
+        return out
+
+    def memory_phase(self) -> dict[str, Any]:
+        """Load N open cases by bulk import, then peak/current RSS of every service."""
+        assert self.stack is not None
+        s = self.sizes
+        before = self.rss()
+        base = self.audit_done()
+        window = CpuWindow(self.pids()).start()
+        bulk = asyncio.run(self.bulk_load(s.open_cases))
+        submitted = bulk.pop("submitted")
+        done = self.wait_done(submitted, audit_base=base, timeout=s.drain_timeout)
+        cpu = window.stop()
+        routing_metrics = scrape(self.stack.url("routing"))
+        audit_metrics = scrape(self.stack.url("audit"))
+        return {
+            "open_cases_loaded": len(submitted),
+            "webhook_delivered": done["delivered"],
+            "audit_stored": done["audit_stored"],
+            "complete": done["complete"],
+            "routing_open_cases_gauge": metric_sum(routing_metrics, "phoihop_routing_open_cases"),
+            "audit_open_gauge": metric_sum(audit_metrics, "phoihop_audit_recommendations_open"),
+            "bulk": bulk,
+            "rss_before_mb": before,
+            "rss_after_mb": self.rss(),
+            "cpu": cpu,
+        }
+
+    def rss(self) -> dict[str, Any]:
+        """Peak (VmHWM) and current RSS of each service process tree."""
+        assert self.stack is not None
+        out: dict[str, Any] = {}
+        for name in SERVICES:
+            proc = self.stack.procs[name].process
+            if proc is None:
+                continue
+            tree = procs.tree(proc.pid)
+            out[name] = {
+                "peak_mb": round(sum(p.hwm_mb for p in tree), 1),
+                "current_mb": round(sum(p.rss_mb for p in tree), 1),
+                "processes": [
+                    {"pid": p.pid, "name": p.name, "peak_mb": round(p.hwm_mb, 1)} for p in tree
+                ],
+            }
+        if self.broker and self.broker.process:
+            b = procs.info(self.broker.process.pid)
+            if b:
+                out["broker"] = {"peak_mb": round(b.hwm_mb, 1), "current_mb": round(b.rss_mb, 1)}
+        return out
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> dict[str, Any]:
+        """Every selected phase; whatever fails is recorded and the rest still runs."""
+        try:
+            self.broker = EmbeddedBroker(log_path=self.tmp / "broker.log").start()
+            asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=self.broker.bootstrap)))
+            self._step("ceiling.kafka", lambda: asyncio.run(self.kafka_ceiling()))
+            self._step("ceiling.http", self.minimal_ceiling)
+            if any(p in self.phases for p in ("ingest", "e2e", "memory")):
+                self._step("stack", self.start_stack)
+            if self.stack is not None:
+                self.results["rss_after_start_mb"] = self.rss()
+                if "ingest" in self.phases:
+                    self._step("ingest", self.ingest_phase)
+                if "e2e" in self.phases:
+                    self._step("e2e", self.e2e_phase)
+                if "memory" in self.phases:
+                    self._step("memory", self.memory_phase)
+                self.results["rss_end_mb"] = self.rss()
+        finally:
+            self.stop()
+        self.results["finished_at"] = datetime.now(UTC).isoformat()
+        self.results["goals"] = self.goals()
+        return self.results
+
+    def _step(self, name: str, fn: Callable[[], Any]) -> None:
+        print(f"bench: {name} ...", flush=True)
+        t0 = time.monotonic()
+        try:
+            value = fn()
+        except Exception as exc:  # a failing phase is reported, the others still run
+            self.results["errors"].append({"phase": name, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"bench: {name} failed: {type(exc).__name__}: {exc}", flush=True)
+            return
+        finally:
+            print(f"bench: {name} took {time.monotonic() - t0:.1f}s", flush=True)
+        if value is not None:
+            target = self.results
+            *parents, leaf = name.split(".")
+            for p in parents:
+                target = target.setdefault(p, {})
+            target[leaf] = value
+
+    def stop(self) -> None:
+        """Stop everything the run started."""
+        if self.stack is not None:
+            with contextlib.suppress(Exception):
+                self.stack.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.results["errors"]:
+            self.results["logs"] = str(self.tmp)  # kept for reading
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ goals
+
+    def goals(self) -> list[dict[str, Any]]:
+        """The issue's goals beside the figures: met / missed / not measured, never asserted."""
+        r = self.results
+        goals: list[dict[str, Any]] = []
+
+        def add(
+            name: str, value: Any, target: str, met: bool | None, phase_cpu: Any, note: str = ""
+        ) -> None:
+            entry: dict[str, Any] = {
+                "goal": name, "value": value, "target": target,
+                "status": "not measured" if met is None else ("met" if met else "missed"),
+            }  # fmt: skip
+            if note:
+                entry["note"] = note
+            if met is False and phase_cpu:
+                entry["bound_by"] = bound_by(phase_cpu, cores=CORES)
+                entry["profiler"] = "py-spy/pyinstrument not installed: CPU time from /proc"
+            goals.append(entry)
+
+        sat = r.get("e2e", {}).get("saturation", {})
+        v = sat.get("sustained_per_s")
+        add("e2e sustained throughput", v, f">= {GOAL_E2E_PER_S:.0f} rec/s",
+            None if v is None else v >= GOAL_E2E_PER_S, sat.get("cpu"))  # fmt: skip
+        single = r.get("ingest", {}).get("single", {})
+        minimal = r.get("ceiling", {}).get("http", {})
+        ratio = None
+        if single.get("per_s") and minimal.get("per_s"):
+            ratio = round(single["per_s"] / minimal["per_s"], 3)
+        add("ingest single / minimal endpoint", ratio, f">= {GOAL_INGEST_RATIO}",
+            None if ratio is None else ratio >= GOAL_INGEST_RATIO, single.get("cpu"))  # fmt: skip
+        fixed = r.get("e2e", {}).get("fixed_rate", {})
+        p99 = fixed.get("p99_ms")
+        add("e2e p99 at 100 rec/s", p99, f"<= {GOAL_P99_MS:.0f} ms",
+            None if p99 is None else p99 <= GOAL_P99_MS, fixed.get("cpu"))  # fmt: skip
+        mem = r.get("memory", {})
+        after = mem.get("rss_after_mb") or {}
+        peaks = {n: after[n]["peak_mb"] for n in SERVICES if n in after}
+        worst = max(peaks.values()) if peaks else None
+        loaded = mem.get("open_cases_loaded", 0)
+        note = (
+            "" if loaded >= GOAL_OPEN_CASES else f"measured with {loaded} open cases, not 100,000"
+        )
+        add("peak RSS per service with open cases", peaks or None, f"<= {GOAL_RSS_MB:.0f} MB",
+            None if worst is None else worst <= GOAL_RSS_MB, mem.get("cpu"), note)  # fmt: skip
+        return goals
+
+
+def write(results: dict[str, Any]) -> Path:
+    """`bench/results/<timestamp>.json` and `latest.json`."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"{stamp}.json"
+    text = json.dumps(results, ensure_ascii=False, indent=2, default=str)
+    path.write_text(text, encoding="utf-8")
+    (RESULTS_DIR / "latest.json").write_text(text, encoding="utf-8")
+    return path

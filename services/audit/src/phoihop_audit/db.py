@@ -1,0 +1,166 @@
+"""Tables (all prefixed `audit_`), engines for SQLite and PostgreSQL, and migrations at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import make_url
+
+VERSION_TABLE = "alembic_version_audit"
+HEAD_ID = 1
+GENESIS_HASH = "0" * 64
+# Transactions that append to the log: on SQLite they start with BEGIN IMMEDIATE so two
+# writers (two replicas, or the consumer and a checkpointer) serialise instead of failing.
+WRITE = {"audit_write": True}
+
+metadata = MetaData()
+
+log_head = Table(
+    "audit_log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+)
+
+events = Table(
+    "audit_events",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(100), nullable=False, unique=True),
+    Column("type", String(40), nullable=False),
+    Column("recommendation_id", String(100), nullable=False),
+    Column("sequence", Integer, nullable=True),
+    Column("source", String(200), nullable=False),
+    Column("event_time", String(40), nullable=True),
+    Column("data", Text, nullable=False),
+    Column("reporter_enc", Text, nullable=True),
+    Column("content_digest", String(64), nullable=False),
+    Column("stored_at", String(40), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("leaf_hash", String(64), nullable=False),
+    Index("ix_audit_events_rec_seq", "recommendation_id", "sequence"),
+)
+
+checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", String(64), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
+recommendations = Table(
+    "audit_recommendations",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("status", String(20), nullable=True),
+    Column("kind", String(20), nullable=True),
+    Column("channel", String(30), nullable=True),
+    Column("locality", String(64), nullable=True),
+    Column("category", String(64), nullable=True),
+    Column("level", String(20), nullable=True),
+    Column("agency", String(64), nullable=True),
+    Column("submitted_by", String(64), nullable=True),
+    Column("text", Text, nullable=True),
+    Column("text_folded", Text, nullable=True),
+    Column("received_at", DateTime, nullable=True),
+    Column("first_assigned_at", DateTime, nullable=True),
+    Column("deadline", DateTime, nullable=True),
+    Column("duplicate_of", String(100), nullable=True),
+    Column("sequence", Integer, nullable=False),
+    Column("escalation_level", Integer, nullable=False),
+    Column("answered_at", DateTime, nullable=True),
+    Column("answered_on_time", Boolean, nullable=True),
+    Column("answer_days", Float, nullable=True),
+    Column("closed_at", DateTime, nullable=True),
+    Column("has_gap", Boolean, nullable=False),
+    Index("ix_audit_recommendations_agency", "agency"),
+    Index("ix_audit_recommendations_received_at", "received_at"),
+    Index("ix_audit_recommendations_duplicate_of", "duplicate_of"),
+)
+
+involvement = Table(
+    "audit_involvement",
+    metadata,
+    Column("recommendation_id", String(100), primary_key=True),
+    Column("agency", String(64), primary_key=True),
+    Column("relation", String(20), primary_key=True),
+    Column("via", String(100), primary_key=True),
+    Index("ix_audit_involvement_agency", "agency"),
+)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below take over
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("audit_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and serialised writers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _sqlite_setup(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (Alembic, version table `alembic_version_audit`)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":  # replicas starting together migrate one at a time
+            conn.execute(text("SELECT pg_advisory_lock(815081)"))
+            conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        finally:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_unlock(815081)"))
+                conn.commit()
+
+
+def ping(engine: Engine) -> bool:
+    """True when the database answers."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return True

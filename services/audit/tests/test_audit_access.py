@@ -1,0 +1,159 @@
+"""Who sees what: scope by agency, reporter identity, search with and without diacritics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from phoihop_schemas.events import Reporter
+from sqlalchemy import text
+
+REPORTER = Reporter(name="Trần Thị Bình", phone="0987 654 321", address="Tổ 5, Phường Bắc Sơn")
+
+
+async def test_scope_and_reporter_clearance(rt, store, ev, new_id, client, as_agency) -> None:
+    open_case, denunciation, moved, dup = (new_id() for _ in range(4))
+    store([ev.received(open_case, reporter=REPORTER), ev.assigned(open_case)])
+    store(
+        [
+            ev.received(denunciation, kind="to_cao", submitted_by="DOAN_DBQH", reporter=REPORTER),
+            ev.assigned(denunciation, agency="THANH_TRA_TINH", kind="to_cao", category="TO_CAO"),
+        ]
+    )
+    store([ev.received(moved), ev.assigned(moved, agency="SO_Y_TE"), ev.assigned(moved, seq=3)])
+    store([ev.received(dup, submitted_by="DOAN_DBQH"), ev.merged(dup, into=open_case)])
+
+    def get(rec, agency):
+        return client.get(f"/v1/recommendations/{rec}", headers=as_agency(agency))
+
+    assert (await client.get(f"/v1/recommendations/{open_case}")).status_code == 401
+    bad_key = await client.get(f"/v1/recommendations/{open_case}", headers={"X-API-Key": "nope"})
+    assert bad_key.status_code == 401
+    assert bad_key.json()["error"] == "unauthorized"
+    # An uninvolved resolver sees nothing; the assignee sees its case but not who reported it.
+    assert (await get(open_case, "SO_Y_TE")).status_code == 404
+    assert (await get(denunciation, "SO_XAY_DUNG")).status_code == 404
+    mine = (await get(open_case, "SO_XAY_DUNG")).json()
+    assert mine["reporter"] is None
+    assert mine["reporter_withheld"] is True
+    assert mine["duplicates"] == [dup]
+    # Supervisors and the submitting agency are cleared for the reporter's identity.
+    assert (await get(open_case, "TT_HDND")).json()["reporter"]["name"] == "Trần Thị Bình"
+    assert (await get(open_case, "UBMTTQ_TINH")).json()["reporter"]["phone"] == "0987 654 321"
+    # A denunciation: the denounced body's supervisor role does not clear it.
+    to_cao = (await get(denunciation, "THANH_TRA_TINH")).json()
+    assert to_cao["status"] == "assigned"
+    assert to_cao["reporter"] is None
+    trail = (
+        await client.get(
+            f"/v1/recommendations/{denunciation}/trail", headers=as_agency("THANH_TRA_TINH")
+        )
+    ).json()
+    assert trail["events"][0]["data"]["reporter"] is None
+    assert trail["events"][0]["reporter_withheld"] is True
+    assert (await get(denunciation, "DOAN_DBQH")).json()["reporter"]["name"] == "Trần Thị Bình"
+    assert (await get(denunciation, "UBMTTQ_TINH")).json()["reporter"]["name"] == "Trần Thị Bình"
+    # A past assignee still sees the case it handed on; the merged source sees the master.
+    past = (await get(moved, "SO_Y_TE")).json()
+    assert past["agency"] == "SO_XAY_DUNG"
+    assert [a["agency"] for a in past["assignments"]] == ["SO_Y_TE", "SO_XAY_DUNG"]
+    assert (await get(open_case, "DOAN_DBQH")).status_code == 200
+    assert (await get(dup, "DOAN_DBQH")).json()["duplicate_of"] == open_case
+    # At rest the identity is ciphertext.
+    with rt.engine.connect() as conn:
+        raw = " ".join(
+            r
+            for (r,) in conn.execute(
+                text("SELECT data || coalesce(reporter_enc, '') FROM audit_events")
+            )
+        )
+    assert "Trần Thị Bình" not in raw
+    assert "0987" not in raw
+
+
+async def test_search_with_and_without_diacritics_filters_and_scope(
+    store, ev, new_id, client, as_agency
+) -> None:
+    road, water, power, late = (new_id() for _ in range(4))
+    now = datetime.now(UTC)
+    soon = now + timedelta(days=20)
+    store(
+        [
+            ev.received(road, text="Đề nghị sửa chữa đường liên thôn bị xuống cấp"),
+            ev.assigned(road, deadline=soon),
+        ]
+    )
+    store(
+        [
+            ev.received(
+                water, text="Ô nhiễm nước thải từ khu chăn nuôi tập trung", locality="xa-tan-phu"
+            ),
+            ev.assigned(
+                water,
+                agency="SO_NN_MT",
+                category="MOI_TRUONG",
+                locality="xa-tan-phu",
+                deadline=soon,
+            ),
+        ]
+    )
+    store(
+        [
+            ev.received(
+                power,
+                text="Đường dây điện hạ thế chập chờn",
+                kind="phan_anh",
+                at=datetime(2026, 4, 20, tzinfo=UTC),
+            ),
+            ev.assigned(
+                power,
+                agency="CONG_TY_DIEN_LUC",
+                category="DIEN",
+                kind="phan_anh",
+                at=datetime(2026, 4, 20, 2, tzinfo=UTC),
+                deadline=soon,
+            ),
+        ]
+    )
+    store(
+        [
+            ev.received(late, text="Trường học thiếu phòng học"),
+            ev.assigned(
+                late,
+                agency="SO_GD_DT",
+                category="GIAO_DUC",
+                at=now - timedelta(days=40),
+                deadline=now - timedelta(days=10),
+            ),
+        ]
+    )
+    sup = as_agency("TT_HDND")
+
+    async def ids(headers=sup, **params):
+        resp = await client.get("/v1/recommendations", params=params, headers=headers)
+        assert resp.status_code == 200, resp.text
+        return {i["id"] for i in resp.json()["items"]}
+
+    assert await ids(q="đường") == {road, power}
+    assert await ids(q="duong") == {road, power}
+    assert await ids(q="DUONG LIEN THON") == {road}
+    assert await ids(q="ô nhiễm") == await ids(q="o nhiem") == {water}
+    assert await ids(q="nuoc thai") == {water}
+    assert await ids(agency="SO_NN_MT") == {water}
+    assert await ids(locality="xa-tan-phu") == {water}
+    assert await ids(category="DIEN") == await ids(kind="phan_anh") == {power}
+    assert await ids(status="assigned") == {road, water, power, late}
+    assert await ids(overdue="true") == {late}
+    assert await ids(overdue="false") == {road, water, power}
+    assert await ids(**{"from": "2026-04-01", "to": "2026-04-30"}) == {power}
+    # Scope: an assignee finds only its own, whatever it searches for.
+    assert await ids(headers=as_agency("SO_XAY_DUNG")) == {road}
+    assert await ids(headers=as_agency("SO_XAY_DUNG"), q="ô nhiễm") == set()
+    # Pagination.
+    page = (
+        await client.get("/v1/recommendations", params={"page_size": 3, "page": 2}, headers=sup)
+    ).json()
+    assert page["total"] == 4
+    assert len(page["items"]) == 1
+    bad = await client.get("/v1/recommendations", params={"page_size": 0}, headers=sup)
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "invalid_request"

@@ -1,0 +1,273 @@
+"""HTTP routes (thin): authenticate, parse, call the domain, answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from phoihop_common.auth import API_KEY_HEADER
+from phoihop_common.metrics import metrics_response
+from phoihop_schemas.codec import encode
+from phoihop_schemas.topics import INBOUND_RESPONSES
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from phoihop_ingest import bulk, responses
+from phoihop_ingest.app import Runtime, error_response
+from phoihop_ingest.exceptions import (
+    BadRequestError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from phoihop_ingest.idempotency import MAX_KEY_CHARS
+from phoihop_ingest.submissions import SOURCE, Pending, submit_many
+from phoihop_ingest.validation import validate_submission
+
+router = APIRouter()
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_CHUNK = 64 * 1024
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The app's runtime."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated agency and the key it presented (forwarded to audit)."""
+
+    agency: str
+    key: str
+
+
+def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
+    """Authenticate by `X-API-Key`."""
+    key = request.headers.get(API_KEY_HEADER)
+    if not key:
+        raise UnauthorizedError("missing_api_key", f"send the agency's key in {API_KEY_HEADER}")
+    agency = runtime.keys.agency_for(key)
+    if agency is None:
+        raise UnauthorizedError("invalid_api_key", "unknown API key")
+    return Caller(agency=agency, key=key)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The `Idempotency-Key` header, checked."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise InvalidInputError(
+            "invalid_idempotency_key", f"{IDEMPOTENCY_HEADER} must have 1..{MAX_KEY_CHARS} chars"
+        )
+    return key
+
+
+async def read_json(request: Request, *, max_bytes: int) -> Any:
+    """The JSON body (None when empty), refusing bodies over `max_bytes`."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLargeError("payload_too_large", f"body over {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError("payload_too_large", f"body over {max_bytes} bytes")
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequestError("invalid_json", str(exc)[:300]) from exc
+
+
+# --------------------------------------------------------------------------- submissions
+
+
+@router.post("/v1/recommendations", status_code=202, tags=["submissions"])
+async def submit(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
+    """Submit one recommendation; 202 `{id}` once the broker acknowledged it."""
+    metrics = runtime.metrics
+    settings = runtime.settings
+    try:
+        key = idempotency_key(request)
+        payload = await read_json(request, max_bytes=settings.max_body_bytes)
+        submission = validate_submission(
+            payload=payload, reference=runtime.reference, max_text_chars=settings.max_text_chars
+        )
+    except (InvalidInputError, BadRequestError, PayloadTooLargeError):
+        metrics.count("rejected")
+        raise
+    pending = Pending(submission=submission, agency=caller.agency, key=key or submission.source_ref)
+    try:
+        [outcome] = await submit_many(
+            items=[pending], publisher=runtime.publisher, store=runtime.store
+        )
+    except UnavailableError:
+        metrics.count("unavailable")
+        raise
+    if outcome.id is None:
+        metrics.count("rejected")
+        raise InvalidInputError(outcome.error or "rejected", outcome.detail)
+    metrics.count("duplicate" if outcome.duplicate else "accepted")
+    headers = {"Idempotent-Replayed": "true"} if outcome.duplicate else None
+    return JSONResponse({"id": outcome.id}, status_code=202, headers=headers)
+
+
+@router.post("/v1/recommendations/bulk", tags=["submissions"])
+async def bulk_import(
+    request: Request, runtime: RuntimeDep, caller: CallerDep, format: str | None = None
+) -> JSONResponse:
+    """Import a batch (JSON lines, CSV or XLSX; raw body or multipart field `file`)."""
+    settings = runtime.settings
+    key = idempotency_key(request)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > settings.bulk_max_bytes:
+        raise PayloadTooLargeError(
+            "payload_too_large", f"body over {settings.bulk_max_bytes} bytes"
+        )
+    content_type = request.headers.get("content-type", "")
+    filename: str | None = None
+    chunks: AsyncIterator[bytes]
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=settings.bulk_max_bytes)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInputError("missing_file", "send the file in the form field `file`")
+        filename, content_type = upload.filename, upload.content_type or ""
+        chunks = _upload_chunks(upload)
+    else:
+        chunks = request.stream()
+    fmt = bulk.detect_format(explicit=format, content_type=content_type, filename=filename)
+    chunks = bulk.limited(chunks, max_bytes=settings.bulk_max_bytes)
+    spool: Path | None = None
+    try:
+        if fmt == "jsonl":
+            rows = bulk.jsonl_rows(chunks)
+        elif fmt == "csv":
+            rows = bulk.csv_rows(chunks)
+        else:
+            spool = await bulk.spooled(chunks)
+            rows = bulk.in_thread(bulk.xlsx_rows(spool))
+        result = await bulk.run_import(
+            rows=rows,
+            agency=caller.agency,
+            batch_key=key,
+            reference=runtime.reference,
+            max_text_chars=settings.max_text_chars,
+            max_rows=settings.bulk_max_rows,
+            batch_size=settings.bulk_batch_size,
+            publisher=runtime.publisher,
+            store=runtime.store,
+            metrics=runtime.metrics,
+        )
+    finally:
+        if spool is not None:
+            spool.unlink(missing_ok=True)
+    if result.interrupted is None:
+        return JSONResponse(result.body())
+    if result.interrupted.endswith("_unavailable"):
+        return JSONResponse(
+            result.body(),
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
+    return JSONResponse(result.body(), status_code=422)
+
+
+async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(_CHUNK):
+        yield chunk
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _response_handler(
+    segment: str,
+) -> Callable[[Request, str, Runtime, Caller], Awaitable[JSONResponse]]:
+    async def handler(
+        request: Request, recommendation_id: str, runtime: RuntimeDep, caller: CallerDep
+    ) -> JSONResponse:
+        settings = runtime.settings
+        key = idempotency_key(request)
+        payload = await read_json(request, max_bytes=settings.max_body_bytes)
+        body = responses.parse_body(
+            segment=segment,
+            payload=payload,
+            reference=runtime.reference,
+            max_text_chars=settings.max_text_chars,
+        )
+        rec_id = responses.check_id(recommendation_id)
+        responses.check_role(segment=segment, caller=caller.agency, reference=runtime.reference)
+        status = await runtime.audit.status(recommendation_id=rec_id, api_key=caller.key)
+        responses.check_assignee(segment=segment, caller=caller.agency, status=status)
+        response_id = responses.response_id(
+            agency=caller.agency, recommendation_id=rec_id, segment=segment, key=key
+        )
+        message = responses.build_response(
+            segment=segment,
+            body=body,
+            caller=caller.agency,
+            recommendation_id=rec_id,
+            response_id=response_id,
+        )
+        record = encode(message, source=SOURCE, event_id=response_id)
+        await runtime.publisher.publish(INBOUND_RESPONSES.name, [record])
+        return JSONResponse({"response_id": response_id}, status_code=202)
+
+    handler.__name__ = f"respond_{segment}"
+    handler.__doc__ = f"`{segment}`: put the agency's response on the inbound responses topic."
+    return handler
+
+
+for _segment in responses.ACTIONS:
+    router.add_api_route(
+        f"/v1/recommendations/{{recommendation_id}}/{_segment}",
+        _response_handler(_segment),
+        methods=["POST"],
+        status_code=202,
+        tags=["responses"],
+    )
+
+
+# --------------------------------------------------------------------------- operations
+
+
+@router.get("/healthz", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["operations"])
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """200 once the producer and consumer are started and the database answers."""
+    parts = await runtime.ready()
+    ok = all(parts.values())
+    return JSONResponse({"ready": ok, **parts}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", tags=["operations"])
+async def metrics() -> Response:
+    """Prometheus metrics."""
+    return metrics_response()
+
+
+__all__ = ["error_response", "router"]

@@ -1,0 +1,154 @@
+"""Agencies' responses: body rules per action, who may respond, the `Response` message."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from phoihop_common.config import Reference
+from phoihop_schemas.events import (
+    MAX_TEXT_CHARS,
+    Code,
+    Level,
+    NfcStr,
+    Response,
+    ResponseAction,
+    Text,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from phoihop_ingest.exceptions import ForbiddenError, InvalidInputError, NotFoundError
+from phoihop_ingest.validation import errors_of, reason_of
+
+RESPONSE_NAMESPACE = uuid.UUID("5d3b8f8e-0f6c-4b7a-9d1e-726573706f6e")
+
+Reason = Annotated[NfcStr, Field(min_length=1, max_length=2000)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AnswerBody(_Body):
+    """`/answer`."""
+
+    text: Text
+
+
+class AcceptBody(_Body):
+    """`/accept`."""
+
+
+class ReasonBody(_Body):
+    """`/decline`, `/extension`, `/reopen`."""
+
+    reason: Reason
+
+
+class ClassifyBody(_Body):
+    """`/classify`."""
+
+    category: Code
+    level: Level
+
+
+class CloseBody(_Body):
+    """`/close`."""
+
+    reason: Annotated[NfcStr | None, Field(default=None, max_length=2000)] = None
+
+
+# URL segment -> (action, body model, who may do it: "assignee" or a role)
+ACTIONS: dict[str, tuple[ResponseAction, type[_Body], str]] = {
+    "answer": (ResponseAction.ANSWER, AnswerBody, "assignee"),
+    "accept": (ResponseAction.ACCEPT, AcceptBody, "assignee"),
+    "decline": (ResponseAction.DECLINE, ReasonBody, "assignee"),
+    "extension": (ResponseAction.REQUEST_EXTENSION, ReasonBody, "assignee"),
+    "classify": (ResponseAction.CLASSIFY, ClassifyBody, "triage"),
+    "close": (ResponseAction.CLOSE, CloseBody, "supervisor"),
+    "reopen": (ResponseAction.REOPEN, ReasonBody, "supervisor"),
+}
+
+
+def parse_body(*, segment: str, payload: Any, reference: Reference, max_text_chars: int) -> _Body:
+    """Validate the body of one response action."""
+    _action, model, _who = ACTIONS[segment]
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, Mapping):
+        raise InvalidInputError("invalid_body", "the body must be a JSON object")
+    try:
+        body = model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidInputError(reason_of(exc), errors_of(exc)) from exc
+    if isinstance(body, AnswerBody):
+        if not body.text:
+            raise InvalidInputError("empty_text", "text is empty")
+        if len(body.text) > min(max_text_chars, MAX_TEXT_CHARS):
+            raise InvalidInputError("text_too_long", f"text has {len(body.text)} characters")
+    if isinstance(body, ReasonBody) and not body.reason:
+        raise InvalidInputError("reason_required", "reason is empty")
+    if isinstance(body, ClassifyBody) and body.category not in {
+        c.code for c in reference.categories
+    }:
+        raise InvalidInputError("unknown_category", f"no category {body.category!r}")
+    return body
+
+
+def check_role(*, segment: str, caller: str, reference: Reference) -> None:
+    """Role-restricted actions: 403 `forbidden_role` when the caller lacks the role."""
+    _action, _model, who = ACTIONS[segment]
+    if who == "assignee":
+        return
+    try:
+        roles = reference.agency(caller).role
+    except KeyError:
+        roles = ()
+    if who not in roles:
+        raise ForbiddenError("forbidden_role", f"{segment} needs the {who} role; {caller} lacks it")
+
+
+def check_assignee(*, segment: str, caller: str, status: Mapping[str, Any]) -> None:
+    """Assignee-only actions: 403 `not_assignee` unless audit names the caller as assignee."""
+    _action, _model, who = ACTIONS[segment]
+    if who == "assignee" and status.get("agency") != caller:
+        raise ForbiddenError(
+            "not_assignee", f"recommendation is assigned to {status.get('agency') or 'nobody yet'}"
+        )
+
+
+def check_id(recommendation_id: str) -> str:
+    """Recommendation ids are UUIDs; anything else cannot exist."""
+    try:
+        return str(uuid.UUID(recommendation_id))
+    except ValueError as exc:
+        raise NotFoundError("unknown_recommendation", recommendation_id) from exc
+
+
+def response_id(*, agency: str, recommendation_id: str, segment: str, key: str | None) -> str:
+    """Deterministic with an Idempotency-Key (a retry gets the same id), random otherwise."""
+    if key is None:
+        return str(uuid.uuid4())
+    name = f"{agency}\x1f{recommendation_id}\x1f{segment}\x1f{key}"
+    return str(uuid.uuid5(RESPONSE_NAMESPACE, name))
+
+
+def build_response(
+    *, segment: str, body: _Body, caller: str, recommendation_id: str, response_id: str
+) -> Response:
+    """The inbound `Response` message routing consumes."""
+    action = ACTIONS[segment][0]
+    fields = body.model_dump()
+    return Response(
+        response_id=response_id,
+        recommendation_id=recommendation_id,
+        agency=caller,
+        action=action,
+        text=fields.get("text"),
+        reason=fields.get("reason"),
+        category=fields.get("category"),
+        level=fields.get("level"),
+        responded_at=datetime.now(UTC),
+    )

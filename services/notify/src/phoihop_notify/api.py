@@ -1,0 +1,241 @@
+"""HTTP API: agencies manage their webhook subscriptions and deliveries (X-API-Key)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from phoihop_common.auth import API_KEY_HEADER
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from phoihop_notify import store
+from phoihop_notify.config import EVENT_TYPES
+from phoihop_notify.exceptions import InvalidSubscription, ScopeNotAllowed
+from phoihop_notify.matching import JURISDICTION_ROLES, Scope
+from phoihop_notify.runtime import Runtime
+from phoihop_notify.ssrf import check_url
+
+router = APIRouter(prefix="/v1")
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": reason, "detail": ...}`."""
+
+    def __init__(self, status: int, reason: str, detail: Any = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def error_response(status: int, reason: str, detail: Any = None) -> JSONResponse:
+    """The JSON error body every phoihop service uses."""
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status)
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The running service."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def current_agency(
+    runtime: RuntimeDep,
+    x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
+) -> str:
+    """The agency owning the presented API key, else 401."""
+    agency = runtime.api_keys.agency_for(x_api_key)
+    if agency is None:
+        raise ApiError(401, "unauthorized", f"missing or unknown {API_KEY_HEADER}")
+    return agency
+
+
+AgencyDep = Annotated[str, Depends(current_agency)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubscriptionIn(_In):
+    """A new webhook endpoint."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
+    event_types: list[str] = Field(default_factory=list, description="[] = every event type")
+    scope: Scope = Scope.ADDRESSED
+    description: Annotated[str | None, Field(max_length=500)] = None
+
+
+class SubscriptionPatch(_In):
+    """Changes to an endpoint (only the fields given)."""
+
+    url: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
+    event_types: list[str] | None = None
+    scope: Scope | None = None
+    description: Annotated[str | None, Field(max_length=500)] = None
+    enabled: bool | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_types(event_types: list[str]) -> None:
+    unknown = sorted(set(event_types) - EVENT_TYPES)
+    if unknown:
+        raise InvalidSubscription(f"unknown event types {unknown}; known: {sorted(EVENT_TYPES)}")
+
+
+def _check_scope(runtime: Runtime, agency: str, scope: Scope) -> None:
+    if scope is Scope.JURISDICTION:
+        roles = set(runtime.reference.agency(agency).role)
+        if not roles & JURISDICTION_ROLES:
+            raise ScopeNotAllowed(f"{agency} is not a supervisor or triage body")
+
+
+@router.post("/subscriptions", status_code=201)
+async def create_subscription(
+    body: SubscriptionIn, agency: AgencyDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Create an endpoint; the response carries its secret, shown this once."""
+    _check_types(body.event_types)
+    _check_scope(runtime, agency, body.scope)
+    await check_url(body.url, allowed=runtime.settings.networks)
+    return await asyncio.to_thread(
+        store.create_subscription,
+        runtime.engine,
+        agency=agency,
+        url=body.url,
+        event_types=body.event_types,
+        scope=body.scope,
+        description=body.description,
+        now=_now(),
+    )
+
+
+@router.get("/subscriptions")
+async def list_subscriptions(agency: AgencyDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The caller's endpoints."""
+    items = await asyncio.to_thread(store.list_subscriptions, runtime.engine, agency=agency)
+    return {"items": items}
+
+
+@router.get("/subscriptions/{subscription_id}")
+async def get_subscription(
+    subscription_id: str, agency: AgencyDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """One of the caller's endpoints."""
+    return await asyncio.to_thread(
+        store.get_subscription, runtime.engine, agency=agency, subscription_id=subscription_id
+    )
+
+
+@router.patch("/subscriptions/{subscription_id}")
+async def update_subscription(
+    subscription_id: str, body: SubscriptionPatch, agency: AgencyDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Change an endpoint; `enabled: true` re-enables a disabled one."""
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("event_types") is not None:
+        _check_types(changes["event_types"])
+    if changes.get("scope") is not None:
+        _check_scope(runtime, agency, Scope(changes["scope"]))
+    if changes.get("url") is not None:
+        await check_url(changes["url"], allowed=runtime.settings.networks)
+    changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
+    return await asyncio.to_thread(
+        store.update_subscription,
+        runtime.engine,
+        agency=agency,
+        subscription_id=subscription_id,
+        changes=changes,
+        now=_now(),
+    )
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=204)
+async def delete_subscription(subscription_id: str, agency: AgencyDep, runtime: RuntimeDep) -> None:
+    """Delete an endpoint; its pending deliveries are cancelled."""
+    await asyncio.to_thread(
+        store.delete_subscription,
+        runtime.engine,
+        agency=agency,
+        subscription_id=subscription_id,
+        now=_now(),
+    )
+
+
+@router.post("/subscriptions/{subscription_id}/rotate-secret")
+async def rotate_secret(
+    subscription_id: str,
+    agency: AgencyDep,
+    runtime: RuntimeDep,
+    overlap_seconds: Annotated[int, Query(ge=0, le=30 * 86_400)] = 86_400,
+) -> dict[str, Any]:
+    """New secret (returned once); both signatures are sent until the overlap ends."""
+    return await asyncio.to_thread(
+        store.rotate_secret,
+        runtime.engine,
+        agency=agency,
+        subscription_id=subscription_id,
+        overlap=timedelta(seconds=overlap_seconds),
+        now=_now(),
+    )
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    agency: AgencyDep,
+    runtime: RuntimeDep,
+    status: Literal["pending", "delivered", "failed", "cancelled"] | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The caller's deliveries (`status=failed`: the dead-letter store)."""
+    items = await asyncio.to_thread(
+        store.list_deliveries,
+        runtime.engine,
+        agency=agency,
+        status=status,
+        since=_aware(since),
+        limit=limit,
+    )
+    return {"items": items}
+
+
+@router.post("/deliveries/replay", status_code=202)
+async def replay_since(
+    agency: AgencyDep, runtime: RuntimeDep, since: datetime
+) -> dict[str, Any]:
+    """Send again everything of the caller's that was dead-lettered since `since`."""
+    count = await asyncio.to_thread(
+        store.replay_failed_since,
+        runtime.engine,
+        agency=agency,
+        since=_aware(since) or _now(),
+        now=_now(),
+    )
+    runtime.wake_dispatcher()
+    return {"replayed": count}
+
+
+@router.post("/deliveries/{delivery_id}/replay", status_code=202)
+async def replay_one(delivery_id: str, agency: AgencyDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Send one message again (same `webhook-id`)."""
+    result = await asyncio.to_thread(
+        store.replay_one, runtime.engine, agency=agency, delivery_id=delivery_id, now=_now()
+    )
+    runtime.wake_dispatcher()
+    return result
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -1,0 +1,80 @@
+"""Publish outcome events from the outbox to the notification-outcome topic."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from phoihop_common.logs import get_logger
+from phoihop_schemas.codec import encode
+from phoihop_schemas.events import NotificationOutcome
+from phoihop_schemas.topics import CANONICAL
+from sqlalchemy import Engine
+
+from phoihop_notify import store
+from phoihop_notify.metrics import NotifyMetrics
+
+log = get_logger(__name__)
+SOURCE = "/phoihop/notify"
+
+
+class OutcomePublisher:
+    """Drains `notify_outbox`; an outcome's id is deterministic, so a re-send is a duplicate."""
+
+    def __init__(
+        self, *, engine: Engine, producer: AIOKafkaProducer, metrics: NotifyMetrics
+    ) -> None:
+        self.engine = engine
+        self.producer = producer
+        self.metrics = metrics
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was written to the outbox."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish forever."""
+        while True:
+            try:
+                sent = await self.publish_once()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("outcome_publish_failed", error=str(exc))
+                sent = 0
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("outcome_publish_failed")
+                sent = 0
+                await asyncio.sleep(1.0)
+            if not sent:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+
+    async def publish_once(self, limit: int = 500) -> int:
+        """Send one batch and mark it published once the broker acknowledged it."""
+        rows = await asyncio.to_thread(store.unpublished, self.engine, limit=limit)
+        if not rows:
+            return 0
+        topic = CANONICAL["notification_outcome"].name
+        futures = []
+        for _id, payload in rows:
+            outcome = NotificationOutcome.model_validate(payload)
+            record = encode(outcome, source=SOURCE, time=outcome.attempted_at)
+            futures.append(
+                await self.producer.send(
+                    topic, value=record.value, key=record.key, headers=record.headers
+                )
+            )
+        await asyncio.gather(*futures)
+        self.metrics.service.produced.labels(topic).inc(len(rows))
+        await asyncio.to_thread(
+            store.mark_published, self.engine, ids=[i for i, _ in rows], now=datetime.now(UTC)
+        )
+        return len(rows)

@@ -1,0 +1,144 @@
+"""The running service: database, Kafka clients, consumer, dispatcher and outcome publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from phoihop_common.auth import ApiKeys
+from phoihop_common.config import Reference, load_reference
+from phoihop_common.kafka import ensure_topics, producer_kwargs
+from phoihop_common.logs import get_logger
+from sqlalchemy import Engine
+
+from phoihop_notify import store
+from phoihop_notify.channels import Channel, EmailChannel, WebhookChannel
+from phoihop_notify.config import load_subscriptions
+from phoihop_notify.consumer import EventConsumer
+from phoihop_notify.dispatcher import Dispatcher
+from phoihop_notify.metrics import NotifyMetrics, notify_metrics
+from phoihop_notify.publisher import OutcomePublisher
+from phoihop_notify.settings import NotifySettings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything notify runs, started and stopped together."""
+
+    settings: NotifySettings
+    engine: Engine
+    reference: Reference
+    api_keys: ApiKeys
+    metrics: NotifyMetrics
+    producer: AIOKafkaProducer
+    channels: dict[str, Channel]
+    consumer: EventConsumer
+    dispatcher: Dispatcher
+    publisher: OutcomePublisher
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls, settings: NotifySettings, *, channels: Mapping[str, Channel] | None = None
+    ) -> Runtime:
+        """Migrate, seed config subscriptions, connect to Kafka and start the loops."""
+        config_dir = settings.resolved_config_dir
+        reference = load_reference(config_dir)
+        subs = load_subscriptions(config_dir, reference=reference)
+        api_keys = ApiKeys.load(config_dir / "api_keys.yaml")
+        engine = store.make_engine(settings.database_url)
+        await asyncio.to_thread(store.migrate, engine)
+        seeded = await asyncio.to_thread(store.seed, engine, config=subs, now=datetime.now(UTC))
+        log.info("config_seeded", subscriptions=seeded, config_dir=str(config_dir))
+        await ensure_topics(settings)
+        metrics = notify_metrics()
+        all_channels: dict[str, Channel] = {
+            "webhook": WebhookChannel(timeout=settings.request_timeout),
+            "email": EmailChannel(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.smtp_from,
+                timeout=settings.smtp_timeout,
+            ),
+        }
+        all_channels.update(channels or {})
+        producer = AIOKafkaProducer(**producer_kwargs(settings))
+        await producer.start()
+        publisher = OutcomePublisher(engine=engine, producer=producer, metrics=metrics)
+        dispatcher = Dispatcher(
+            settings=settings,
+            engine=engine,
+            channels=all_channels,
+            metrics=metrics,
+            contacts=subs.contacts,
+            on_outcome=publisher.wake,
+        )
+        consumer = EventConsumer(
+            settings=settings,
+            engine=engine,
+            producer=producer,
+            metrics=metrics,
+            on_new_deliveries=dispatcher.wake,
+        )
+        await consumer.start()
+        runtime = cls(
+            settings=settings,
+            engine=engine,
+            reference=reference,
+            api_keys=api_keys,
+            metrics=metrics,
+            producer=producer,
+            channels=all_channels,
+            consumer=consumer,
+            dispatcher=dispatcher,
+            publisher=publisher,
+        )
+        runtime.tasks = [
+            asyncio.create_task(consumer.run(), name="notify-consumer"),
+            asyncio.create_task(dispatcher.run(), name="notify-dispatcher"),
+            asyncio.create_task(publisher.run(), name="notify-publisher"),
+        ]
+        for task in runtime.tasks:
+            task.add_done_callback(_report_exit)
+        return runtime
+
+    def wake_dispatcher(self) -> None:
+        """Deliveries became due (replay)."""
+        self.dispatcher.wake()
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: loops alive, consumer assigned, database reachable."""
+        if any(t.done() for t in self.tasks):
+            return False, "a background loop stopped"
+        if not self.consumer.assigned:
+            return False, "consumer has no partitions yet"
+        if not await asyncio.to_thread(store.ping, self.engine):
+            return False, "database unreachable"
+        return True, "ready"
+
+    async def stop(self) -> None:
+        """Stop loops, leave the group, flush the producer, close connections."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.consumer.stop()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        webhook = self.channels.get("webhook")
+        if isinstance(webhook, WebhookChannel):
+            await webhook.close()
+        self.engine.dispose()
+
+
+def _report_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("loop_crashed", task=task.get_name(), error=repr(task.exception()))

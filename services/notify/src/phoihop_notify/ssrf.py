@@ -1,0 +1,58 @@
+"""Refuse webhook URLs that resolve to private, loopback or link-local addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Sequence
+
+import httpx
+
+from phoihop_notify.exceptions import UrlNotAllowed
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def forbidden(addr: Address) -> bool:
+    """True for addresses a webhook must not reach without an allowlist entry."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (
+        addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_reserved
+        or addr.is_unspecified
+        or not addr.is_global
+    )
+
+
+def check_addresses(addresses: Sequence[Address], *, allowed: Sequence[Network]) -> None:
+    """Raise UrlNotAllowed when any resolved address is forbidden and not allowlisted."""
+    if not addresses:
+        raise UrlNotAllowed("host does not resolve")
+    for addr in addresses:
+        if forbidden(addr) and not any(addr in net for net in allowed):
+            raise UrlNotAllowed(f"{addr} is a private, loopback or link-local address")
+
+
+async def check_url(url: str, *, allowed: Sequence[Network]) -> None:
+    """Validate scheme and host of a webhook URL and every address it resolves to."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise UrlNotAllowed(f"invalid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UrlNotAllowed("only absolute http(s) URLs are accepted")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parsed.host, port, type=socket.SOCK_STREAM
+        )
+    except socket.gaierror as exc:
+        raise UrlNotAllowed(f"host does not resolve: {parsed.host}") from exc
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    check_addresses(addresses, allowed=allowed)

@@ -1,0 +1,596 @@
+"""The three routing stages and the deadline scan: decode, call the domain, emit.
+
+Why three stages. A duplicate can arrive on any partition of `received` (it has another
+recommendation id), so the duplicate check cannot run where the case lives. Instead:
+
+1. `on_received` (topic `received`, keyed by recommendation id) decodes, classifies
+   (`classify.Classifier`) and sends a *candidate* (the received event, its classification
+   and its `duplicates.signature`) to the internal topic ROUTING_DEDUP keyed by
+   `duplicates.bucket_key`: every case that could be a duplicate of another lands on the
+   same partition, whichever worker owns it.
+2. `on_dedup` (ROUTING_DEDUP, keyed by bucket) keeps the faust table `buckets`
+   (bucket -> signatures of the open cases in it), asks `duplicates.find_duplicate`, adds a
+   new case's signature, and sends the verdict (`route`: new, or duplicate of an open
+   case) to ROUTING_COMMANDS keyed by recommendation id. It also applies `leave` (a case was
+   closed or re-classified) and `join` (a triaged case got its real classification).
+3. `on_case` (ROUTING_COMMANDS + INBOUND_RESPONSES + ROUTING_TIMERS, co-partitioned, keyed
+   by recommendation id) owns the table `cases` and is the single writer of every event
+   with sequence >= 2: it runs `lifecycle.apply`, emits the resulting events, then writes
+   the new state. Events are acknowledged by the broker *before* the state is written, so
+   a crash in between replays the command against the old state and re-emits the same
+   events with the same deterministic ids (consumers de-duplicate by id); a crash after the
+   write finds the command already applied (known case, response id in `processed`, tick
+   no longer due) and emits nothing. Effects between cases (a merged duplicate is linked to
+   its open case, which may live on another partition) are `link` commands keyed by the
+   target case, so each case is still written by its own partition only.
+
+Deadlines: `scan_due` (a faust timer) reads the local `cases` of the active partitions
+through an in-memory index (next due instant per case, rebuilt from the table after each
+rebalance) and sends `tick` commands to ROUTING_TIMERS; the state change happens in
+`on_case`, the only place faust allows table writes, and re-checks the deadline there.
+
+Anything that cannot be decoded or does not fit the state goes to the dead-letter topic
+with `dlq_*` headers and a reason (`DecodeError.reason`, `not_assignee`,
+`unknown_recommendation`, `invalid_transition`, `answer_closed_case`, ...); the agents
+never crash on input.
+
+Internal topics carry plain JSON objects `{"op": ..., ...}` with header
+`phoihop_internal: 1`; the canonical and inbound topics carry CloudEvents (binary mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from phoihop_common.logs import get_logger
+from phoihop_common.metrics import ServiceMetrics
+from phoihop_schemas import codec
+from phoihop_schemas.events import Decision, Level, LifecycleEvent, Received, Response
+from phoihop_schemas.topics import (
+    CANONICAL,
+    DEAD_LETTER,
+    ROUTING_COMMANDS,
+    ROUTING_DEDUP,
+    ROUTING_TIMERS,
+)
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
+
+from phoihop_routing import duplicates
+from phoihop_routing.classify import Classification, Classifier
+from phoihop_routing.duplicates import CaseSignature, bucket_key, find_duplicate, signature
+from phoihop_routing.exceptions import InternalMessageError, RejectedError
+from phoihop_routing.lifecycle import (
+    CaseState,
+    Command,
+    JoinBucket,
+    LeaveBucket,
+    Link,
+    LinkCase,
+    Outcome,
+    Policy,
+    Respond,
+    Route,
+    Tick,
+    apply,
+    next_due,
+)
+
+SOURCE = "/phoihop/routing"
+SERVICE = "routing"
+INTERNAL_HEADER = "phoihop_internal"
+log = get_logger(__name__)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+class Outbox(Protocol):
+    """Where the agents send records; `send` returns an awaitable broker acknowledgement."""
+
+    async def send(
+        self,
+        *,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed record, whatever the consumer."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, message: Any) -> Incoming:
+        """From a faust Message."""
+        raw = message.headers or ()
+        items = raw.items() if isinstance(raw, Mapping) else raw
+        headers = tuple((str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items)
+        value = message.value
+        if isinstance(value, str):
+            value = value.encode()
+        key = message.key
+        if isinstance(key, str):
+            key = key.encode()
+        return cls(
+            topic=str(message.topic),
+            partition=int(message.partition or 0),
+            offset=int(message.offset or 0),
+            key=key,
+            value=value,
+            headers=headers,
+        )
+
+    def header(self, name: str) -> bytes | None:
+        """First header called `name`."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class RoutingMetrics:
+    """Standard service metrics plus routing's own (names from contracts.md)."""
+
+    service: ServiceMetrics
+    assignments: Counter
+    merged: Counter
+    triaged: Counter
+    escalations: Counter
+    reminders: Counter
+    open_cases: Gauge
+
+    @classmethod
+    def create(cls) -> RoutingMetrics:
+        """Register the metrics (once per process: see `routing_metrics`)."""
+        p = "phoihop_routing"
+        return cls(
+            service=ServiceMetrics.create(SERVICE),
+            assignments=Counter(f"{p}_assignments_total", "Assignments by agency", ["agency"]),
+            merged=Counter(f"{p}_merged_total", "Recommendations merged into an open case"),
+            triaged=Counter(f"{p}_triaged_total", "Recommendations sent to triage"),
+            escalations=Counter(f"{p}_escalations_total", "Escalations by level", ["level"]),
+            reminders=Counter(f"{p}_reminders_total", "Reminders before a deadline"),
+            open_cases=Gauge(f"{p}_open_cases", "Open cases on this worker's partitions"),
+        )
+
+
+_METRICS: list[RoutingMetrics] = []
+
+
+def routing_metrics() -> RoutingMetrics:
+    """The process-wide metrics (prometheus refuses to register a name twice)."""
+    if not _METRICS:
+        _METRICS.append(RoutingMetrics.create())
+    return _METRICS[0]
+
+
+def internal(payload: Mapping[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Value and headers of an internal message."""
+    value = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return value, [(INTERNAL_HEADER, b"1")]
+
+
+def parse_internal(record: Incoming) -> dict[str, Any]:
+    """Decode an internal message or raise InternalMessageError."""
+    if record.value is None:
+        raise InternalMessageError("empty value")
+    try:
+        payload = json.loads(record.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InternalMessageError(f"not JSON: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("op"), str):
+        raise InternalMessageError("no op")
+    return payload
+
+
+def classification_dict(c: Classification) -> dict[str, Any]:
+    """JSON form of a Classification (carried between stages)."""
+    return {
+        "category": c.category,
+        "level": str(getattr(c.level, "value", c.level)),
+        "agency": c.agency,
+        "decision": c.decision.model_dump(mode="json"),
+    }
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class Pipeline:
+    """Routing's processing, independent of how faust delivers the records."""
+
+    policy: Policy
+    classifier: Classifier
+    cases: MutableMapping[str, Any]
+    buckets: MutableMapping[str, Any]
+    outbox: Outbox
+    metrics: RoutingMetrics
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    due_index: dict[str, datetime] = field(default_factory=dict)
+    partitions_of: dict[str, int] = field(default_factory=dict)
+    open_ids: set[str] = field(default_factory=set)
+    tick_sent: dict[str, float] = field(default_factory=dict)
+    index_generation: int | None = None
+
+    # ---------------------------------------------------------------- dead letters
+
+    async def dead_letter(self, record: Incoming, *, reason: str, detail: str) -> None:
+        """Send the original record with `dlq_*` headers to the dead-letter topic."""
+        extra = codec.dead_letter_headers(
+            reason=reason,
+            detail=detail,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            service=SERVICE,
+        )
+        await self.outbox.send(
+            topic=DEAD_LETTER.name,
+            key=record.key,
+            value=record.value or b"",
+            headers=[*record.headers, *extra],
+        )
+        self.metrics.service.dead_lettered.labels(record.topic, reason).inc()
+        self.metrics.service.consumed.labels(record.topic, "dead_lettered").inc()
+        log.warning("dead_lettered", topic=record.topic, reason=reason, detail=detail[:300])
+
+    async def _send_internal(self, *, topic: str, key: str, payload: Mapping[str, Any]) -> Any:
+        value, headers = internal(payload)
+        fut = await self.outbox.send(topic=topic, key=key.encode(), value=value, headers=headers)
+        self.metrics.service.produced.labels(topic).inc()
+        return fut
+
+    # ---------------------------------------------------------------- stage 1
+
+    async def on_received(self, record: Incoming) -> None:
+        """Stage 1: decode and classify a received event, send the candidate to its bucket."""
+        started = time.perf_counter()
+        try:
+            envelope = codec.decode(value=record.value, headers=record.headers, key=record.key)
+        except codec.DecodeError as exc:
+            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            return
+        received = envelope.data
+        if not isinstance(received, Received):
+            await self.dead_letter(
+                record, reason="unexpected_type", detail=f"{envelope.type} on {record.topic}"
+            )
+            return
+        try:
+            classification = self.classifier.classify(
+                text=received.text, kind=received.kind, locality=received.locality
+            )
+            bucket = bucket_key(locality=received.locality, classification=classification)
+            sig = signature(
+                recommendation_id=received.recommendation_id,
+                text=received.text,
+                locality=received.locality,
+                classification=classification,
+            )
+        except Exception as exc:  # the classifier's failure must not stop the partition
+            log.exception("classification_failed", recommendation_id=received.recommendation_id)
+            await self.dead_letter(record, reason="classification_failed", detail=repr(exc))
+            return
+        await self._send_internal(
+            topic=ROUTING_DEDUP.name,
+            key=bucket,
+            payload={
+                "op": "candidate",
+                "bucket": bucket,
+                "received": received.model_dump(mode="json"),
+                "classification": classification_dict(classification),
+                "signature": sig.to_dict(),
+            },
+        )
+        self.metrics.service.consumed.labels(record.topic, "ok").inc()
+        self.metrics.service.processing.labels(record.topic).observe(time.perf_counter() - started)
+
+    # ---------------------------------------------------------------- stage 2
+
+    async def on_dedup(self, record: Incoming) -> None:
+        """Stage 2: duplicate verdict within one bucket; bucket membership updates."""
+        try:
+            payload = parse_internal(record)
+            op = payload["op"]
+            if op == "candidate":
+                await self._candidate(payload)
+            elif op == "leave":
+                self._leave(bucket=payload["bucket"], rec_id=payload["recommendation_id"])
+            elif op == "join":
+                self._join(bucket=payload["bucket"], sig=payload["signature"])
+            else:
+                raise InternalMessageError(f"unknown op {op!r}")
+        except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
+            await self.dead_letter(record, reason="bad_internal_message", detail=str(exc))
+            return
+        self.metrics.service.consumed.labels(record.topic, "ok").inc()
+
+    def _bucket(self, bucket: str) -> list[dict[str, Any]]:
+        return list(self.buckets.get(bucket) or [])
+
+    async def _candidate(self, payload: Mapping[str, Any]) -> None:
+        bucket = payload["bucket"]
+        candidate = CaseSignature.from_dict(payload["signature"])
+        rec_id = payload["received"]["recommendation_id"]
+        members = self._bucket(bucket)
+        signatures = [CaseSignature.from_dict(d) for d in members]
+        others = [s for s in signatures if s.recommendation_id != rec_id]
+        already_member = len(others) != len(signatures)
+        found = None if already_member else find_duplicate(candidate=candidate, open_cases=others)
+        verdict: dict[str, Any] = {
+            "op": "route",
+            "bucket": bucket,
+            "received": payload["received"],
+            "classification": payload["classification"],
+            "duplicate_of": None,
+            "similarity": 0.0,
+            "merge_decision": None,
+        }
+        if found is not None:
+            open_case, score = found
+            score = max(0.0, min(1.0, float(score)))
+            verdict["duplicate_of"] = open_case.recommendation_id
+            verdict["similarity"] = score
+            verdict["merge_decision"] = Decision(
+                rule="duplicates.find_duplicate",
+                version=str(getattr(duplicates, "VERSION", "1")),
+                evidence=(
+                    f"bucket={bucket}",
+                    f"open_case={open_case.recommendation_id}",
+                    f"similarity={score:.3f}",
+                ),
+                confidence=score,
+            ).model_dump(mode="json")
+        await self._send_internal(topic=ROUTING_COMMANDS.name, key=rec_id, payload=verdict)
+        if found is None and not already_member:
+            self.buckets[bucket] = [*members, candidate.to_dict()]
+
+    def _leave(self, *, bucket: str, rec_id: str) -> None:
+        members = self._bucket(bucket)
+        kept = [m for m in members if CaseSignature.from_dict(m).recommendation_id != rec_id]
+        if len(kept) != len(members):
+            self.buckets[bucket] = kept
+
+    def _join(self, *, bucket: str, sig: Mapping[str, Any]) -> None:
+        joining = CaseSignature.from_dict(sig)
+        members = self._bucket(bucket)
+        if all(
+            CaseSignature.from_dict(m).recommendation_id != joining.recommendation_id
+            for m in members
+        ):
+            self.buckets[bucket] = [*members, joining.to_dict()]
+
+    # ---------------------------------------------------------------- stage 3
+
+    async def on_case(self, record: Incoming) -> None:
+        """Stage 3: apply one command or response to its case; emit, then write the state."""
+        started = time.perf_counter()
+        try:
+            rec_id, command = self._command(record)
+        except codec.DecodeError as exc:
+            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            return
+        except RejectedError as exc:
+            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            return
+        except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
+            await self.dead_letter(record, reason="bad_internal_message", detail=str(exc))
+            return
+        raw = self.cases.get(rec_id)
+        try:
+            state = CaseState.from_dict(raw) if raw else None
+            outcome = apply(state, command, policy=self.policy, now=self.clock())
+        except RejectedError as exc:
+            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            return
+        except Exception as exc:  # a bug must not stop the partition: keep the record
+            log.exception("apply_failed", recommendation_id=rec_id)
+            await self.dead_letter(record, reason="internal_error", detail=repr(exc))
+            return
+        await self._publish(outcome, record=record)
+        self.metrics.service.consumed.labels(record.topic, "ok").inc()
+        self.metrics.service.processing.labels(record.topic).observe(time.perf_counter() - started)
+
+    def _command(self, record: Incoming) -> tuple[str, Command]:
+        """The case a record is about and the command it carries."""
+        key = record.key.decode(errors="replace") if record.key else None
+        if record.header("ce_type") is not None or record.header(INTERNAL_HEADER) is None:
+            envelope = codec.decode(value=record.value, headers=record.headers, key=record.key)
+            if not isinstance(envelope.data, Response):
+                raise codec.DecodeError("unexpected_type", f"{envelope.type} on {record.topic}")
+            rec_id = envelope.data.recommendation_id
+            if key != rec_id:
+                # another key lands on another partition, where this case's state is not
+                raise RejectedError("key_mismatch", f"key {key!r} != recommendation {rec_id}")
+            return rec_id, Respond(response=envelope.data)
+        payload = parse_internal(record)
+        op = payload["op"]
+        if op == "route":
+            c = payload["classification"]
+            merge = payload.get("merge_decision")
+            received = Received.model_validate(payload["received"])
+            try:
+                return received.recommendation_id, Route(
+                    received=received,
+                    category=c["category"],
+                    level=Level(c["level"]),
+                    agency=c["agency"],
+                    decision=Decision.model_validate(c["decision"]),
+                    bucket=payload.get("bucket"),
+                    duplicate_of=payload.get("duplicate_of"),
+                    similarity=float(payload.get("similarity") or 0.0),
+                    merge_decision=Decision.model_validate(merge) if merge else None,
+                )
+            except ValidationError as exc:
+                raise InternalMessageError(str(exc)[:300]) from exc
+        target = str(payload["recommendation_id"])
+        if op == "link":
+            return target, Link(
+                merged_id=payload["merged_id"], submitted_by=payload["submitted_by"]
+            )
+        if op == "tick":
+            return target, Tick()
+        raise InternalMessageError(f"unknown op {op!r}")
+
+    async def _publish(self, outcome: Outcome, *, record: Incoming) -> None:
+        acks: list[Any] = []
+        for event in outcome.events:
+            acks.append(await self._emit(event))
+        state = outcome.state
+        for effect in outcome.effects:
+            ack = await self._effect(effect, state)
+            if ack is not None:
+                acks.append(ack)
+        if acks:
+            await asyncio.gather(*acks)  # durable before the state says they happened
+        if outcome.changed and state is not None:
+            state = state.model_copy(update={"partition": record.partition})
+            self.cases[state.recommendation_id] = state.to_dict()
+            self._index(state)
+
+    async def _emit(self, event: LifecycleEvent) -> Any:
+        name = type(event).event_name
+        rec = codec.encode(event, source=SOURCE)
+        topic = CANONICAL[name].name
+        fut = await self.outbox.send(topic=topic, key=rec.key, value=rec.value, headers=rec.headers)
+        self.metrics.service.produced.labels(topic).inc()
+        self._count(event)
+        log.info(
+            "emitted",
+            event_type=name,
+            recommendation_id=event.recommendation_id,
+            sequence=event.sequence,
+        )
+        return fut
+
+    def _count(self, event: LifecycleEvent) -> None:
+        name = type(event).event_name
+        m = self.metrics
+        if name == "assigned":
+            agency = str(getattr(event, "agency", ""))
+            m.assignments.labels(agency).inc()
+            if agency == self.policy.triage_agency:
+                m.triaged.inc()
+        elif name == "merged":
+            m.merged.inc()
+        elif name == "escalated":
+            m.escalations.labels(str(getattr(event, "level", ""))).inc()
+        elif name == "reminded":
+            m.reminders.inc()
+
+    async def _effect(self, effect: Any, state: CaseState | None) -> Any:
+        if isinstance(effect, LinkCase):
+            return await self._send_internal(
+                topic=ROUTING_COMMANDS.name,
+                key=effect.target,
+                payload={
+                    "op": "link",
+                    "recommendation_id": effect.target,
+                    "merged_id": effect.merged_id,
+                    "submitted_by": effect.submitted_by,
+                },
+            )
+        if isinstance(effect, LeaveBucket):
+            return await self._send_internal(
+                topic=ROUTING_DEDUP.name,
+                key=effect.bucket,
+                payload={
+                    "op": "leave",
+                    "bucket": effect.bucket,
+                    "recommendation_id": effect.recommendation_id,
+                },
+            )
+        if isinstance(effect, JoinBucket) and state is not None:
+            # the text's own features (terms, scope) with triage's category and level
+            guessed = self.classifier.classify(
+                text=state.text, kind=state.kind, locality=state.locality
+            )
+            classification = dataclasses.replace(
+                guessed, category=state.category, level=state.level, agency=state.agency
+            )
+            bucket = bucket_key(locality=state.locality, classification=classification)
+            sig = signature(
+                recommendation_id=state.recommendation_id,
+                text=state.text,
+                locality=state.locality,
+                classification=classification,
+            )
+            return await self._send_internal(
+                topic=ROUTING_DEDUP.name,
+                key=bucket,
+                payload={"op": "join", "bucket": bucket, "signature": sig.to_dict()},
+            )
+        return None
+
+    # ---------------------------------------------------------------- deadlines
+
+    def _index(self, state: CaseState) -> None:
+        rec_id = state.recommendation_id
+        self.tick_sent.pop(rec_id, None)
+        due = next_due(state, policy=self.policy)
+        if due is None:
+            self.due_index.pop(rec_id, None)
+        else:
+            self.due_index[rec_id] = due
+        if state.partition is not None:
+            self.partitions_of[rec_id] = state.partition
+        if state.is_open:
+            self.open_ids.add(rec_id)
+        else:
+            self.open_ids.discard(rec_id)
+        self.metrics.open_cases.set(len(self.open_ids))
+
+    def rebuild_index(self, *, active_partitions: Iterable[int], generation: int | None) -> None:
+        """Re-read the local `cases` of the active partitions (after a rebalance)."""
+        active = set(active_partitions)
+        self.due_index.clear()
+        self.partitions_of.clear()
+        self.open_ids.clear()
+        self.tick_sent.clear()
+        for _key, raw in list(self.cases.items()):
+            if not raw:
+                continue
+            state = CaseState.from_dict(raw)
+            if state.partition is None or state.partition in active:
+                self._index(state)
+        self.metrics.open_cases.set(len(self.open_ids))
+        self.index_generation = generation
+
+    async def scan_due(self, *, resend_after: float = 10.0) -> int:
+        """Send a `tick` for every local case with a reminder or escalation due; count them."""
+        now = self.clock()
+        mono = time.monotonic()
+        sent = 0
+        for rec_id, due in list(self.due_index.items()):
+            if due > now:
+                continue
+            last = self.tick_sent.get(rec_id)
+            if last is not None and mono - last < resend_after:
+                continue
+            await self._send_internal(
+                topic=ROUTING_TIMERS.name,
+                key=rec_id,
+                payload={"op": "tick", "recommendation_id": rec_id, "due": due.isoformat()},
+            )
+            self.tick_sent[rec_id] = mono
+            sent += 1
+        return sent

@@ -1,0 +1,266 @@
+"""Wiring of the routing worker: the faust app, its topics, tables, agents, timer and pages.
+
+- Faust app id `<PHOIHOP_TOPIC_PREFIX>-routing` (`phoihop-routing` by default): the consumer
+  group and the prefix of the changelog topics faust creates for its tables.
+- Tables `cases` (recommendation id -> `lifecycle.CaseState`) and `buckets` (duplicate
+  bucket -> open-case signatures), JSON values, with changelog topics: state survives a
+  restart. Store `memory://` by default (rebuilt from the changelog at start);
+  `rocksdb://` in production keeps a local copy in `data_dir` and only reads the tail of the
+  changelog (it needs the optional `rocksdict` package, not installed in this workspace).
+- Delivery is at least once: Tansu has no transactions, so no `exactly_once`; the
+  agents are idempotent instead (see `agents`). `broker_session_timeout` is lowered (10 s)
+  so a killed worker's partitions move to a live one quickly.
+- Topics are created up front by the stack (`phoihop_common.kafka.ensure_topics`); they
+  and the tables use `kafka_topic_partitions` partitions, which keeps the topics consumed
+  by the case agent co-partitioned with the `cases` changelog.
+- Web server on `host:port` (8083): `/healthz`, `/readyz` (200 once partitions are assigned
+  and table recovery is done), `/metrics` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from phoihop_common.config import Reference, load_reference
+from phoihop_common.kafka import KafkaSettings
+from phoihop_common.metrics import metrics_response
+from phoihop_schemas.topics import (
+    CANONICAL,
+    INBOUND_RESPONSES,
+    PREFIX,
+    ROUTING_COMMANDS,
+    ROUTING_DEDUP,
+    ROUTING_TIMERS,
+)
+
+from phoihop_routing.agents import Incoming, Pipeline, routing_metrics
+from phoihop_routing.classify import Classifier
+from phoihop_routing.deadlines import WorkCalendar
+from phoihop_routing.escalation import Ladder, Superiors
+from phoihop_routing.lifecycle import Policy
+from phoihop_routing.settings import Settings
+
+APP_ID = f"{PREFIX}-routing"
+
+
+class FaustOutbox:
+    """Sends raw records through the faust app's producer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._topics: dict[str, Any] = {}
+
+    async def send(
+        self,
+        *,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Any = (),
+    ) -> Any:
+        """Queue one record; the returned future resolves when the broker acknowledged it."""
+        target = self._topics.get(topic)
+        if target is None:
+            target = self._app.topic(topic, key_serializer="raw", value_serializer="raw")
+            self._topics[topic] = target
+        return await target.send(key=key, value=value, headers=list(headers))
+
+
+def _ssl(s: KafkaSettings) -> ssl.SSLContext | None:
+    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
+    if s.kafka_ssl_certfile:
+        ctx.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
+    return ctx
+
+
+def broker_credentials(s: KafkaSettings) -> Any:
+    """Faust credentials for the Kafka security settings (None for PLAINTEXT)."""
+    ctx = _ssl(s)
+    if s.kafka_sasl_mechanism:
+        password = s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None
+        return faust.SASLCredentials(
+            username=s.kafka_sasl_username,
+            password=password,
+            mechanism=s.kafka_sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def build_policy(settings: Settings, reference: Reference, classifier: Classifier) -> Policy:
+    """The lifecycle policy of this deployment."""
+    calendar = WorkCalendar(extra_days_off=reference.sla.extra_days_off)
+    superiors = Superiors.from_reference(
+        reference, default=settings.superior, overrides=settings.superiors
+    )
+    ladder = Ladder.from_policies(reference.sla, calendar=calendar, superiors=superiors)
+
+    def agency_for(category: str, level: Any, locality: str) -> str:
+        return classifier.agency_for(category=category, level=level, locality=locality)
+
+    return Policy(
+        sla=reference.sla,
+        ladder=ladder,
+        roles={a.code: frozenset(a.role) for a in reference.agencies},
+        category_agency={c.code: c.agency for c in reference.categories},
+        agency_for=agency_for,
+        triage_agency=settings.triage_agency,
+        triage_confidence=(
+            settings.triage_confidence
+            if settings.triage_confidence is not None
+            else float(getattr(classifier, "triage_below", 0.5))
+        ),
+        max_hops=settings.max_hops,
+    )
+
+
+@dataclass
+class Routing:
+    """The assembled worker: faust app, agents, tables and the pipeline they call."""
+
+    app: faust.App
+    settings: Settings
+    pipeline: Pipeline
+    received_agent: Any
+    dedup_agent: Any
+    case_agent: Any
+    cases: Any
+    buckets: Any
+
+    def ready(self) -> bool:
+        """Partitions assigned and table recovery done."""
+        app = self.app
+        recovery = getattr(app.tables, "recovery", None)
+        recovered = recovery is not None and recovery.completed.is_set()
+        return bool(recovered and not app.rebalancing and app.consumer.assignment())
+
+    def active_partitions(self) -> set[int]:
+        """Partitions of the case topics this worker actively owns."""
+        return {
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == ROUTING_COMMANDS.name
+        }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    reference: Reference | None = None,
+    classifier: Classifier | None = None,
+    clock: Any = None,
+) -> Routing:
+    """Build the routing worker (nothing runs until the faust worker starts it)."""
+    settings = settings or Settings()
+    reference = reference or load_reference(settings.resolved_config_dir())
+    classifier = classifier or Classifier.from_config(
+        reference=reference, rules_path=settings.rules_path
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        APP_ID,
+        broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.kafka_topic_partitions,
+        topic_replication_factor=settings.kafka_topic_replication,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
+        # table keys and values are JSON (faust's default); every topic is declared raw
+        key_serializer="json",
+        value_serializer="json",
+        web_enabled=True,
+        web_bind=settings.host,
+        web_host=settings.host,
+        web_port=settings.port,
+        autodiscover=False,
+    )
+    metrics = routing_metrics()
+
+    def raw_topic(*names: str) -> Any:
+        return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+    received_topic = raw_topic(CANONICAL["received"].name)
+    dedup_topic = raw_topic(ROUTING_DEDUP.name)
+    case_topics = raw_topic(ROUTING_COMMANDS.name, INBOUND_RESPONSES.name, ROUTING_TIMERS.name)
+    cases = app.Table("cases", default=None, key_type=str)
+    buckets = app.Table("buckets", default=None, key_type=str)
+    pipeline_kwargs: dict[str, Any] = {}
+    if clock is not None:
+        pipeline_kwargs["clock"] = clock
+    pipeline = Pipeline(
+        policy=build_policy(settings, reference, classifier),
+        classifier=classifier,
+        cases=cases,
+        buckets=buckets,
+        outbox=FaustOutbox(app),
+        metrics=metrics,
+        **pipeline_kwargs,
+    )
+
+    @app.agent(received_topic, name="routing-received")
+    async def received_agent(stream: Any) -> Any:
+        async for event in stream.events():
+            await pipeline.on_received(Incoming.of(event.message))
+            yield event.message.offset
+
+    @app.agent(dedup_topic, name="routing-dedup")
+    async def dedup_agent(stream: Any) -> Any:
+        async for event in stream.events():
+            await pipeline.on_dedup(Incoming.of(event.message))
+            yield event.message.offset
+
+    @app.agent(case_topics, name="routing-cases")
+    async def case_agent(stream: Any) -> Any:
+        async for event in stream.events():
+            await pipeline.on_case(Incoming.of(event.message))
+            yield event.message.offset
+
+    routing = Routing(
+        app=app,
+        settings=settings,
+        pipeline=pipeline,
+        received_agent=received_agent,
+        dedup_agent=dedup_agent,
+        case_agent=case_agent,
+        cases=cases,
+        buckets=buckets,
+    )
+
+    @app.timer(interval=settings.timer_interval)
+    async def deadlines() -> None:
+        if not routing.ready():
+            return
+        generation = getattr(app, "consumer_generation_id", 0)
+        if pipeline.index_generation != generation:
+            pipeline.rebuild_index(
+                active_partitions=routing.active_partitions(), generation=generation
+            )
+        await pipeline.scan_due()
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        if routing.ready():
+            return self.json({"status": "ready"})
+        return self.json({"status": "starting"}, status=503)
+
+    @app.page("/metrics")
+    async def metrics_page(self: View, request: Request) -> Response:
+        prom = metrics_response()
+        return self.bytes(bytes(prom.body), headers={"Content-Type": str(prom.media_type)})
+
+    return routing

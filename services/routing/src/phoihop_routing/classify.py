@@ -1,0 +1,301 @@
+"""Classification: category, level and agency of a recommendation, decided by data rules.
+
+The rules live in `deploy/config/routing_rules.yaml` (see its header). One matcher
+(`phoihop_routing.rules`) evaluates them on the folded text, so diacritics never matter.
+
+- Category: every category rule that matches adds `weight` per matched term (capped); a light
+  statistical component adds `vocabulary_weight` x a token score derived only from the rules'
+  own terms and the categories' "covers" lists (it helps on wording the rules do not list,
+  and alone it can only give a low-confidence guess). Thanks or nothing placeable -> KHAC.
+- Level (LABELING §1): a trung_uong rule wins first; otherwise the level hints of the winning
+  category's rules and the generic hints are weighed (xa vs tinh), default tinh.
+- Agency (LABELING §2): derived from level and category, never chosen freely.
+- Confidence in [0, 1] from the margin over the runner-up and the amount of evidence; the
+  engine sends anything under its threshold (default `triage_below` of the rules) to triage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phoihop_common.config import Reference, commune_agency_code
+from phoihop_schemas.events import Decision, Kind, Level
+
+from phoihop_routing.rules import RULES_FILE, CompiledRule, Hit, RoutingRules, load_rules
+from phoihop_routing.textmatch import MatchText, fold_phrase
+
+TRIAGE_AGENCY = "TT_HDND"
+FORWARDER_AGENCY = "DOAN_DBQH"
+
+# Words that carry no field on their own (report boilerplate, function words); the
+# statistical component ignores them.
+STOPWORDS = frozenset(
+    """
+    cu tri de nghi kien xem xet giai quyet phan anh nhan dan ba con nguoi cac nhung da dang
+    se va voi cua cho tu den trong tren duoc bi khong chua nhieu rat lam mot so hien nay khi
+    thi ma la co o tai ve qua sau truoc nam thang ngay gio xa phuong tinh thon to ban khu
+    dac ho nha gia dinh toi chung ong hai cung nhu de theo vao ra len xuong lai nua con
+    viec tinh trang som co quan chuc nang huong dan kiem tra ho tro dau tu sua chua cai tao
+    xay dung nang cap bo sung thuc hien bao dam dam bao tang cuong quan ly hoat dong
+    chinh sach che do quy dinh doi voi giai doan
+    """.split()
+)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The routing decision for one recommendation."""
+
+    category: str
+    level: Level
+    agency: str
+    decision: Decision
+    # trung_uong because of a national rule or policy (not a national road): such a concern
+    # is the same wherever it is raised, so duplicates are looked for province-wide
+    national_scope: bool = False
+    # ids of the category rules that matched: concepts shared by paraphrases
+    concepts: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class _CategoryScore:
+    category: str
+    rules: float
+    vocabulary: float
+    hits: tuple[Hit, ...]
+    tokens: tuple[str, ...]
+
+    @property
+    def total(self) -> float:
+        return self.rules + self.vocabulary
+
+
+class Classifier:
+    """Applies the routing rules of one deployment."""
+
+    def __init__(self, *, rules: RoutingRules, reference: Reference) -> None:
+        rules.check_categories(known=(c.code for c in reference.categories))
+        self.rules = rules
+        self.reference = reference
+        self._levels = tuple(CompiledRule.of(r) for r in rules.levels)
+        self._categories = tuple(CompiledRule.of(r) for r in rules.categories)
+        self._vocabulary = _vocabulary(rules=rules, reference=reference)
+        self._triage = _agency_with_role(reference, "triage", TRIAGE_AGENCY)
+        self._forwarder = _agency_with_role(reference, "forwarder", FORWARDER_AGENCY)
+
+    @classmethod
+    def from_config(cls, *, reference: Reference, rules_path: Path | None = None) -> Classifier:
+        """Load `<config_dir>/routing_rules.yaml` (or `rules_path`) and validate it."""
+        path = rules_path or Path(reference.config_dir) / RULES_FILE
+        return cls(rules=load_rules(path), reference=reference)
+
+    @property
+    def version(self) -> str:
+        """Version of the rules file."""
+        return self.rules.version
+
+    @property
+    def triage_below(self) -> float:
+        """Default confidence threshold under which an item goes to triage."""
+        return self.rules.triage_below
+
+    def classify(self, *, text: str, kind: Kind, locality: str) -> Classification:
+        """Category, level and agency of a text (kind never changes them, LABELING §5)."""
+        del kind
+        mt = MatchText.of(text)
+        scores = self._score_categories(mt)
+        unplaced = self.rules.unplaced_category
+        placed = sorted(
+            (s for s in scores.values() if s.category != unplaced),
+            key=lambda s: (s.total, s.rules),
+            reverse=True,
+        )
+        khac = scores.get(unplaced)
+        khac_score = khac.total if khac else 0.0
+        best = placed[0] if placed else None
+        if best is None or best.total < 1.0 or best.total <= khac_score:
+            return self._unplaced(khac=khac, best=best, locality=locality)
+
+        runner_up = max(
+            [s.total for s in placed[1:]] + [khac_score],
+            default=0.0,
+        )
+        category_conf = _confidence(best.total, runner_up)
+        if best.rules == 0.0:
+            category_conf = min(category_conf, 0.35)  # a statistical guess only
+        level, level_rule, level_conf, national, level_evidence = self._level(mt, best)
+        agency = self.agency_for(category=best.category, level=level, locality=locality)
+        if level is Level.XA and agency == self._triage:
+            level_evidence.append(f"unknown locality {locality!r}: no commune committee")
+            level_conf = 0.0
+        top_rule = max(best.hits, key=lambda h: h.score).rule.id if best.hits else "vocabulary"
+        evidence = [_describe(h) for h in sorted(best.hits, key=lambda h: -h.score)]
+        if best.tokens:
+            evidence.append(
+                f"vocabulary +{best.vocabulary:.2f}: {', '.join(best.tokens[:6])}"
+            )
+        evidence += level_evidence
+        if len(placed) > 1 and placed[1].total > 0:
+            evidence.append(f"runner-up {placed[1].category} {placed[1].total:.2f}")
+        return Classification(
+            category=best.category,
+            level=level,
+            agency=agency,
+            decision=Decision(
+                rule=f"{top_rule} + {level_rule}",
+                version=self.rules.version,
+                evidence=tuple(evidence),
+                confidence=round(min(category_conf, level_conf), 3),
+            ),
+            national_scope=national,
+            concepts=tuple(sorted(h.rule.id for s in scores.values() for h in s.hits)),
+        )
+
+    def agency_for(self, *, category: str, level: Level, locality: str) -> str:
+        """Agency competent for a category at a level (LABELING §2)."""
+        if category == self.rules.unplaced_category:
+            return self._triage
+        if level is Level.TRUNG_UONG:
+            return self._forwarder
+        if level is Level.XA:
+            code = commune_agency_code(locality)
+            return code if code in self.reference.agency_codes else self._triage
+        return self.reference.category(category).agency
+
+    # ------------------------------------------------------------------ internals
+
+    def _score_categories(self, mt: MatchText) -> dict[str, _CategoryScore]:
+        hits: dict[str, list[Hit]] = defaultdict(list)
+        for rule in self._categories:
+            hit = rule.match(mt)
+            if hit is not None and hit.rule.category is not None:
+                hits[hit.rule.category].append(hit)
+        vocab_scores, vocab_tokens = self._vocabulary_scores(mt)
+        weight = self.rules.vocabulary_weight
+        out = {}
+        for cat in set(hits) | set(vocab_scores):
+            out[cat] = _CategoryScore(
+                category=cat,
+                rules=sum(h.score for h in hits.get(cat, [])),
+                vocabulary=weight * vocab_scores.get(cat, 0.0),
+                hits=tuple(hits.get(cat, [])),
+                tokens=tuple(vocab_tokens.get(cat, [])),
+            )
+        return out
+
+    def _vocabulary_scores(self, mt: MatchText) -> tuple[dict[str, float], dict[str, list[str]]]:
+        scores: dict[str, float] = defaultdict(float)
+        tokens: dict[str, list[str]] = defaultdict(list)
+        for word in dict.fromkeys(mt.words()):
+            for cat, w in self._vocabulary.get(word, {}).items():
+                scores[cat] += w
+                tokens[cat].append(word)
+        return scores, tokens
+
+    def _level(
+        self, mt: MatchText, best: _CategoryScore
+    ) -> tuple[Level, str, float, bool, list[str]]:
+        for rule in self._levels:
+            if rule.rule.level is not Level.TRUNG_UONG:
+                continue
+            hit = rule.match(mt)
+            if hit is not None:
+                return (
+                    Level.TRUNG_UONG,
+                    rule.rule.id,
+                    0.9 if len(hit.terms) == 1 else 0.97,
+                    rule.rule.national_scope,
+                    [_describe(hit)],
+                )
+        weighed: dict[Level, float] = defaultdict(float)
+        evidence = []
+        level_hits = [h for h in best.hits if h.rule.level is not None]
+        for rule in self._levels:
+            if rule.rule.level is Level.TRUNG_UONG:
+                continue
+            hit = rule.match(mt)
+            if hit is not None:
+                level_hits.append(hit)
+        for hit in level_hits:
+            assert hit.rule.level is not None
+            weighed[hit.rule.level] += hit.score
+            evidence.append(f"level {hit.rule.level.value} {_describe(hit)}")
+        xa, tinh = weighed[Level.XA], weighed[Level.TINH]
+        if xa == tinh == 0.0:
+            default = self.rules.default_level
+            return default, f"level.default.{default.value}", 0.75, False, evidence
+        level = Level.XA if xa > tinh else Level.TINH
+        conf = max(xa, tinh) / (xa + tinh)
+        return level, f"level.weighed.{level.value}", conf, False, evidence
+
+    def _unplaced(
+        self, *, khac: _CategoryScore | None, best: _CategoryScore | None, locality: str
+    ) -> Classification:
+        code = self.rules.unplaced_category
+        if khac is not None and khac.hits:
+            rule = khac.hits[0].rule.id
+            conf = _confidence(khac.total, best.total if best else 0.0)
+            evidence = [_describe(h) for h in khac.hits]
+        else:
+            rule = "unplaced.no_evidence"
+            conf = 0.5
+            evidence = ["no category rule matched"]
+        if best is not None and best.total > 0:
+            evidence.append(f"best field {best.category} {best.total:.2f} (too weak)")
+        return Classification(
+            category=code,
+            level=Level.TINH,
+            agency=self.agency_for(category=code, level=Level.TINH, locality=locality),
+            decision=Decision(
+                rule=f"{rule} + level.unplaced",
+                version=self.rules.version,
+                evidence=tuple(evidence),
+                confidence=round(conf, 3),
+            ),
+        )
+
+
+def _confidence(best: float, runner_up: float) -> float:
+    """Margin over the runner-up times a saturating amount of evidence, in [0, 1]."""
+    if best <= 0:
+        return 0.0
+    margin = best / (best + runner_up)
+    strength = 1.0 - math.exp(-best / 3.0)
+    return max(0.0, min(1.0, margin * strength))
+
+
+def _describe(hit: Hit) -> str:
+    """'gt.local_road +3.0: duong lien thon' — a rule and the terms it matched."""
+    return f"{hit.rule.id} +{hit.score:g}: {', '.join(hit.terms)}"
+
+
+def _agency_with_role(reference: Reference, role: str, fallback: str) -> str:
+    found = reference.with_role(role)
+    return found[0].code if found else fallback
+
+
+def _vocabulary(*, rules: RoutingRules, reference: Reference) -> dict[str, dict[str, float]]:
+    """Token -> {category: weight}, from the rules' terms and the categories' covers lists.
+
+    A token used by one category weighs 1, by k categories 1/k; tokens used by more than
+    three categories and stop words are dropped. No labelled data is involved.
+    """
+    used: dict[str, set[str]] = defaultdict(set)
+    sources: list[tuple[str, str]] = [
+        (r.category, t) for r in rules.categories if r.category for t in (*r.terms, *r.exact)
+    ]
+    sources += [(c.code, c.covers) for c in reference.categories]
+    for category, phrase in sources:
+        if category == rules.unplaced_category:
+            continue
+        for word in fold_phrase(phrase).split():
+            if word not in STOPWORDS and not word.isdigit() and len(word) > 1:
+                used[word].add(category)
+    return {
+        word: {cat: 1.0 / len(cats) for cats_ in [cats] for cat in cats_}
+        for word, cats in used.items()
+        if len(cats) <= 3
+    }

@@ -1,0 +1,455 @@
+"""Duplicate detection: is a new recommendation the same concern about the same object as an
+open case? (LABELING §6, hard negatives §7.)
+
+Signature. Each recommendation is reduced to a small JSON-serialisable `CaseSignature`:
+folded content words and word pairs (diacritics never matter, boilerplate dropped), the ids
+of the category rules that matched (concepts shared by paraphrases: "giải tỏa" and "thu hồi
+đất" both fire the land-administration rule), and the *object identifiers* the text names:
+numbered ones (thôn 3, tổ dân phố 5, ngõ 12, ĐT.753 = "đường tỉnh 753", QL.37 = "Quốc lộ
+37") and named ones (a capitalised name after an object word: cầu Khe Cạn, chợ X, Trường
+THPT Y, mỏ đá Z, kênh N2, dự án ...), plus other proper-name n-grams.
+
+Similarity. A weighted blend of set cosines over words, word pairs and concepts, plus a bonus
+for each shared identifier or proper name. Hard constraints come first: two cases that name
+objects of the same type with no value in common (another road number, hamlet, school,
+market, bridge, project) never merge, whatever their wording; hamlet / alley numbers only
+veto when no stronger object (road, bridge, named project...) is shared, because the voters'
+own hamlet is often named next to the object. A different field or level makes merging
+harder (higher bar), not impossible, so a duplicate classified slightly differently is
+still found.
+
+Buckets and partitions. Candidates are compared only within a bucket: `local:<commune>`,
+or `national` for a concern about a national rule or policy (the only kind of duplicate
+that may come from several communes, §6). The bucket depends on the locality and on the
+national-scope flag only - never on the category, nor on xa vs tinh - so two members of a
+group classified differently still meet. National roads stay local: a QL black spot is
+raised by the commune it crosses. The agents repartition each classified candidate by
+bucket key through an internal topic (key = bucket), so every candidate of a bucket is
+processed by the one worker owning that partition, in order; a faust table keyed by bucket
+(changelog-backed, co-partitioned with that topic) holds the signatures of the bucket's
+open cases. No cross-partition lookups or locks are needed, adding partitions scales out,
+and a hot bucket (the national one) is a single small list. Closing a case removes its
+signature from the bucket's entry.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoihop_common.text import fold, nfc
+from phoihop_schemas.events import Decision
+
+from phoihop_routing.classify import STOPWORDS, Classification
+from phoihop_routing.textmatch import MatchText
+
+SIGNATURE_VERSION = "dup.2026.10.1"
+NATIONAL_BUCKET = "national"
+# similarity needed to merge: same field and level, or not
+THRESHOLD = 0.3
+THRESHOLD_OTHER_FIELD = 0.45
+# without a field rule in common, only this much shared wording still counts as one concern
+DIFFERENT_CONCERN_WORDS = 0.4
+
+# words that say nothing about the concern in a duplicate comparison (besides STOPWORDS)
+_DUP_STOPWORDS = STOPWORDS | frozenset(
+    """
+    tiep tuc van dan lau roi lam xin mong muon kien nghi dong thoi yeu cau tat ca moi dem
+    buoi sang toi chieu tren duoi gan xa cach hang nam khoang m km ha tan lan nhieu it
+    dang phai di cung da nay do nen neu vi vay duoc tra loi ro bao gio dan bi
+    trinh bay nop so pho dung
+    """.split()
+)
+
+# object words (with diacritics) -> identifier type; the name that follows identifies it
+_OBJECT_WORDS: tuple[tuple[str, str], ...] = (
+    ("trường thpt", "school"),
+    ("trường thcs", "school"),
+    ("trường tiểu học", "school"),
+    ("trường mầm non", "school"),
+    ("trường", "school"),
+    ("mỏ đá", "quarry"),
+    ("mỏ", "quarry"),
+    ("trạm biến áp", "substation"),
+    ("trạm bơm", "pump"),
+    ("nhà máy", "plant"),
+    ("công ty", "plant"),
+    ("nhà thuốc", "shop"),
+    ("đại lý", "shop"),
+    ("tạp hóa", "shop"),
+    ("dự án", "project"),
+    ("khu đô thị mới", "project"),
+    ("khu đô thị", "project"),
+    ("khu công nghiệp", "project"),
+    ("cụm công nghiệp", "project"),
+    ("khu tái định cư", "project"),
+    ("cầu", "bridge"),
+    ("chợ", "market"),
+    ("kênh", "canal"),
+    ("hồ", "lake"),
+    ("đập", "lake"),
+    ("đèo", "pass"),
+    ("bệnh viện", "hospital"),
+    ("đình", "relic"),
+    ("chùa", "relic"),
+    ("nghĩa trang", "cemetery"),
+    ("phố", "street"),
+    ("đường", "street"),
+    ("thôn", "hamlet"),
+    ("xóm", "hamlet"),
+    ("bản", "hamlet"),
+    ("ấp", "hamlet"),
+    ("khu dân cư", "hamlet"),
+    ("tổ dân phố", "ward_group"),
+    ("khu phố", "ward_group"),
+)
+_OBJECT_HEADS = frozenset(w.split()[-1] for w, _ in _OBJECT_WORDS) | frozenset(
+    fold(w.split()[-1]) for w, _ in _OBJECT_WORDS
+)
+_NUMBERED = re.compile(
+    r"\b(?P<kind>thon|xom|ban|ap|doi|to dan pho|khu pho|ngo|hem|kiet|ngach|dt|duong tinh|"
+    r"tinh lo|ql|quoc lo|kenh|tram bien ap|km)\s(?P<num>\d+[a-z]?)\b"
+)
+_NUMBERED_TYPES = {
+    "thon": "hamlet",
+    "xom": "hamlet",
+    "ban": "hamlet",
+    "ap": "hamlet",
+    "doi": "hamlet",
+    "to dan pho": "ward_group",
+    "khu pho": "ward_group",
+    "ngo": "alley",
+    "hem": "alley",
+    "kiet": "alley",
+    "ngach": "alley",
+    "dt": "road",
+    "duong tinh": "road",
+    "tinh lo": "road",
+    "ql": "road",
+    "quoc lo": "road",
+    "kenh": "canal",
+    "tram bien ap": "substation",
+    "km": "km",
+}
+_ROAD_PREFIX = {"dt": "dt", "duong tinh": "dt", "tinh lo": "dt", "ql": "ql", "quoc lo": "ql"}
+# identifier types that do not veto a merge when a stronger object is shared
+_WEAK_TYPES = frozenset({"hamlet", "ward_group", "alley", "street", "km"})
+# capitalised words and phrases that are not names of objects (compared with diacritics,
+# so "Trần", "Phú", "An" stay names); the folded forms apply to text typed without them
+_NOT_NAME_PHRASES = (
+    "cử tri", "nhân dân", "mặt trận", "tổ quốc", "quốc hội", "chính phủ", "thủ tướng",
+    "trung ương", "nhà nước", "công an", "điện lực", "đại biểu", "thường trực", "gia đình",
+    "bệnh viện", "nhà máy", "dự án", "đề nghị", "ủy ban nhân dân", "hội đồng nhân dân",
+    "bảo hiểm xã hội", "bảo hiểm y tế", "quốc lộ", "đường tỉnh", "khu đô thị mới",
+    "khu đô thị", "khu dân cư", "tổ dân phố", "khu phố", "cụm công nghiệp", "khu công nghiệp",
+    "thông tư", "nghị định", "nghị quyết",
+)
+_NOT_NAME_WORDS = frozenset(
+    """
+    ubnd hđnd thpt thcs bhxh bhyt đt ql xã phường thôn xóm bản tỉnh huyện ông bà tôi anh chị
+    em cháu trường cầu chợ kênh mỏ hồ trạm đường phố ngõ luật bộ sở các những nhiều một khi
+    tại trên qua theo mong xin nay hiện đến cho đoàn đảng đặc khu nhà nghị đề kính
+    chúng người dân đây đó này
+    """.split()
+)
+_NOT_NAME_WORDS_PLAIN = frozenset(
+    """
+    xa phuong thon xom tinh huyen ong toi ubnd hdnd thpt thcs bhxh bhyt dt ql de truong cho
+    kenh duong pho dan nguoi
+    """.split()
+)
+_NOT_NAME_PHRASE_RE = re.compile(
+    r"\b("
+    + "|".join(sorted({*_NOT_NAME_PHRASES, *(fold(p) for p in _NOT_NAME_PHRASES)}, key=len)[::-1])
+    + r")\b",
+    re.IGNORECASE,
+)
+_PERSON_TITLES = frozenset("ông bà anh chị em cháu cụ cô chú bác".split())
+_PERSON_TITLES_PLAIN = frozenset("ong ba anh chi em chau".split())
+_WORD = re.compile(r"[0-9A-Za-zÀ-ỹĐđ]+|[.;:!?\n]")
+
+
+@dataclass(frozen=True)
+class CaseSignature:
+    """What duplicate detection keeps about one case (small, JSON-serialisable)."""
+
+    recommendation_id: str
+    locality: str = ""
+    bucket: str = ""
+    category: str = ""
+    level: str = ""
+    words: tuple[str, ...] = ()
+    pairs: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = ()
+    identifiers: tuple[str, ...] = ()  # "type:value", e.g. "road:dt753", "bridge:khe can"
+    names: tuple[str, ...] = ()  # other proper-name n-grams, folded
+    version: str = SIGNATURE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return {
+            "recommendation_id": self.recommendation_id,
+            "locality": self.locality,
+            "bucket": self.bucket,
+            "category": self.category,
+            "level": self.level,
+            "words": list(self.words),
+            "pairs": list(self.pairs),
+            "concepts": list(self.concepts),
+            "identifiers": list(self.identifiers),
+            "names": list(self.names),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseSignature:
+        """Inverse of to_dict (unknown keys ignored, lists back to tuples)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How two signatures compare: similarity, veto and the evidence for both."""
+
+    similarity: float
+    vetoed: bool
+    evidence: tuple[str, ...] = field(default=())
+
+
+def bucket_key(*, locality: str, classification: Classification) -> str:
+    """Partition key under which duplicates of this case are searched (see module doc)."""
+    if classification.national_scope:
+        return NATIONAL_BUCKET
+    return f"local:{locality}"
+
+
+def signature(
+    *, recommendation_id: str, text: str, locality: str, classification: Classification
+) -> CaseSignature:
+    """Reduce a recommendation to the features duplicate detection compares."""
+    place_words = _locality_words(locality)
+    mt = MatchText.of(text)
+    identifiers, names, persons = _objects(
+        original=mt.original, folded=mt.folded, place_words=place_words
+    )
+    words = [w for w in mt.words() if w not in place_words and w not in persons]
+    content = [w for w in words if w not in _DUP_STOPWORDS and not w.isdigit() and len(w) > 1]
+    pairs = {f"{a}_{b}" for a, b in zip(words, words[1:], strict=False) if _pair_ok(a, b)}
+    return CaseSignature(
+        recommendation_id=recommendation_id,
+        locality=locality,
+        bucket=bucket_key(locality=locality, classification=classification),
+        category=classification.category,
+        level=classification.level.value,
+        words=tuple(sorted(set(content))),
+        pairs=tuple(sorted(pairs)),
+        concepts=tuple(sorted(set(classification.concepts))),
+        identifiers=tuple(sorted(identifiers)),
+        names=tuple(sorted(names)),
+    )
+
+
+def compare(a: CaseSignature, b: CaseSignature) -> Comparison:
+    """Similarity of two signatures in [0, 1], with hard constraints on identifiers."""
+    evidence: list[str] = []
+    ids_a, ids_b = _by_type(a.identifiers), _by_type(b.identifiers)
+    shared_ids = sorted(set(a.identifiers) & set(b.identifiers))
+    strong_shared = any(i.split(":", 1)[0] not in _WEAK_TYPES for i in shared_ids)
+    for kind in sorted(set(ids_a) & set(ids_b)):
+        if ids_a[kind].isdisjoint(ids_b[kind]):
+            if kind in _WEAK_TYPES and strong_shared:
+                continue
+            evidence.append(
+                f"different {kind}: {'/'.join(sorted(ids_a[kind]))} vs "
+                f"{'/'.join(sorted(ids_b[kind]))}"
+            )
+            return Comparison(similarity=0.0, vetoed=True, evidence=tuple(evidence))
+    if a.bucket != NATIONAL_BUCKET and a.locality != b.locality:
+        return Comparison(similarity=0.0, vetoed=True, evidence=("different commune",))
+    words = _cosine(a.words, b.words)
+    pairs = _cosine(a.pairs, b.pairs)
+    concepts = _cosine(a.concepts, b.concepts)
+    shared_names = sorted(set(a.names) & set(b.names))
+    shared_types = Counter(i.split(":", 1)[0] for i in shared_ids)
+    # two hamlets (or alleys) named in both identify the object: the road between them
+    strong = sum(n for t, n in shared_types.items() if t not in _WEAK_TYPES or n >= 2)
+    weak = len(shared_ids) - strong
+    bonus = min(0.4, 0.25 * strong + 0.05 * weak + 0.1 * len(shared_names))
+    score = min(1.0, 0.45 * words + 0.25 * pairs + 0.15 * concepts + bonus)
+    if concepts == 0.0 and words < DIFFERENT_CONCERN_WORDS and a.concepts and b.concepts:
+        # no field rule in common and little shared wording: another concern about the
+        # same place (a water pipe vs a road to the same hamlets)
+        evidence.append(f"different concern: {'/'.join(a.concepts)} vs {'/'.join(b.concepts)}")
+        return Comparison(similarity=round(score, 4), vetoed=True, evidence=tuple(evidence))
+    common = sorted(set(a.words) & set(b.words))
+    evidence.append(f"words {words:.2f}: {', '.join(common[:10])}")
+    evidence.append(f"word pairs {pairs:.2f}, concepts {concepts:.2f}")
+    if shared_ids:
+        evidence.append(f"same objects: {', '.join(shared_ids)}")
+    if shared_names:
+        evidence.append(f"same names: {', '.join(shared_names)}")
+    return Comparison(similarity=round(score, 4), vetoed=False, evidence=tuple(evidence))
+
+
+def find_duplicate(
+    *,
+    candidate: CaseSignature,
+    open_cases: Sequence[CaseSignature],
+    threshold: float = THRESHOLD,
+    threshold_other_field: float = THRESHOLD_OTHER_FIELD,
+) -> tuple[CaseSignature, float] | None:
+    """The most similar open case above the bar, with its similarity, or None."""
+    best: tuple[CaseSignature, float] | None = None
+    for case in open_cases:
+        if case.recommendation_id == candidate.recommendation_id:
+            continue
+        result = compare(candidate, case)
+        if result.vetoed:
+            continue
+        same_field = case.category == candidate.category and case.level == candidate.level
+        bar = threshold if same_field else threshold_other_field
+        if result.similarity >= bar and (best is None or result.similarity > best[1]):
+            best = (case, result.similarity)
+    return best
+
+
+def merge_decision(*, candidate: CaseSignature, case: CaseSignature) -> Decision:
+    """Explainable decision for a `Merged` event (rule, version, evidence, confidence)."""
+    result = compare(candidate, case)
+    return Decision(
+        rule="duplicates.similarity",
+        version=SIGNATURE_VERSION,
+        evidence=(f"duplicate of {case.recommendation_id}", *result.evidence),
+        confidence=result.similarity,
+    )
+
+
+# ---------------------------------------------------------------------- internals
+
+
+def _cosine(a: Iterable[str], b: Iterable[str]) -> float:
+    sa, sb = set(a), set(b)
+    if not sa or not sb:
+        return 0.0
+    return len(sa & sb) / math.sqrt(len(sa) * len(sb))
+
+
+def _pair_ok(a: str, b: str) -> bool:
+    return not (a in _DUP_STOPWORDS and b in _DUP_STOPWORDS) and not (a.isdigit() or b.isdigit())
+
+
+def _locality_words(locality: str) -> frozenset[str]:
+    """'xa-an-binh' -> {'an', 'binh'}: the commune's own name says nothing within its bucket."""
+    parts = locality.split("-")
+    if parts and parts[0] in {"xa", "phuong", "dac", "thi", "huyen"}:
+        parts = parts[2:] if parts[0] in {"dac", "thi"} else parts[1:]
+    return frozenset(parts)
+
+
+def _by_type(identifiers: Iterable[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for ident in identifiers:
+        kind, _, value = ident.partition(":")
+        out.setdefault(kind, set()).add(value)
+    return out
+
+
+def _objects(
+    *, original: str, folded: str, place_words: frozenset[str]
+) -> tuple[set[str], set[str], set[str]]:
+    """Typed object identifiers, other proper-name n-grams, and words of people's names."""
+    identifiers: set[str] = set()
+    for m in _NUMBERED.finditer(folded):
+        kind = m.group("kind")
+        typ = _NUMBERED_TYPES[kind]
+        value = _ROAD_PREFIX.get(kind, "") + m.group("num")
+        identifiers.add(f"{typ}:{value}")
+    names: set[str] = set()
+    plain = fold(original) == original.lower()  # typed without diacritics
+    persons: set[str] = set()
+    for run, before in _capitalised_runs(nfc(original)):
+        name = " ".join(run)
+        titles = _PERSON_TITLES_PLAIN if plain else _PERSON_TITLES
+        if before and before[-1] in titles:
+            persons.update(run)  # the reporter differs between channels: not evidence
+            continue
+        typ = _object_type(before, plain=plain)
+        if typ is not None:
+            identifiers.add(f"{typ}:{name}")
+        elif not set(run) <= place_words:  # the commune's own name says nothing
+            names.add(name)
+    return identifiers, names, persons
+
+
+def _object_type(before: list[str], *, plain: bool) -> str | None:
+    """Type of the object word right before a name ('... cầu' -> bridge).
+
+    With diacritics the object word must match exactly ("chợ", not "cho"); a text typed
+    without them is compared folded.
+    """
+    tail = " " + " ".join(before[-6:])
+    if plain:
+        tail = fold(tail)
+    for words, typ in _OBJECT_WORDS:
+        word = fold(words) if plain else words
+        if tail.endswith(" " + word):
+            rest = fold(tail[: -len(word)]).rstrip()
+            # "dự án Khu dân cư X" names a project, not a hamlet
+            return "project" if rest.endswith(" du an") else typ
+    return None
+
+
+def _capitalised_runs(text: str) -> list[tuple[list[str], list[str]]]:
+    """Runs of capitalised words (folded) with the lower-cased words just before each run.
+
+    A capitalised word opening a sentence counts only when the next word is capitalised
+    too and it is an object word ("Cầu Khe Cạn..." -> bridge "khe can").
+    """
+    plain = fold(text) == text.lower()
+    not_names = _NOT_NAME_WORDS_PLAIN if plain else _NOT_NAME_WORDS
+    text = _NOT_NAME_PHRASE_RE.sub(lambda m: m.group(0).lower(), text)
+    tokens = _WORD.findall(text)
+    runs: list[tuple[list[str], list[str]]] = []
+    previous: list[str] = []
+    current: list[str] = []
+    before: list[str] = []
+    sentence_start = True
+    for tok in tokens:
+        if tok in ".;:!?\n":
+            if current:
+                runs.append((current, before))
+            current, previous, sentence_start = [], [], True
+            continue
+        folded = fold(tok)
+        lowered = tok.lower()
+        is_name = (tok[0].isupper() or tok[0].isdigit() and current != []) and (
+            lowered not in not_names
+        )
+        if tok[0].isupper() and any(ch.isdigit() for ch in tok):
+            is_name = True  # codes such as N2, B3
+        if tok[0].isupper() and not current and previous and previous[-1] in _OBJECT_HEADS:
+            is_name = True  # "chợ Cầu Trắng": an object word inside a name
+        if sentence_start and is_name and not current:
+            # "Cầu Khe Cạn ...": keep the opening word as the object word, not as a name
+            previous = [lowered]
+            sentence_start = False
+            continue
+        sentence_start = False
+        if is_name:
+            if not current:
+                before = previous[-6:]
+            current.append(folded)
+        else:
+            if current:
+                runs.append((current, before))
+                current = []
+            previous.append(lowered)
+    if current:
+        runs.append((current, before))
+    return runs

@@ -1,0 +1,257 @@
+"""The faust agents with `agent.test_context()` and the memory store: real classifier, real
+duplicate detector, real tables; what the agents send is recorded instead of produced."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from phoihop_routing.agents import INTERNAL_HEADER
+from phoihop_routing.app import Routing, create_app
+from phoihop_routing.settings import Settings
+from phoihop_schemas import codec
+from phoihop_schemas.events import (
+    Answered,
+    Assigned,
+    Channel,
+    Escalated,
+    Kind,
+    Merged,
+    Received,
+    Response,
+    ResponseAction,
+)
+from phoihop_schemas.topics import (
+    CANONICAL,
+    DEAD_LETTER,
+    ROUTING_COMMANDS,
+    ROUTING_DEDUP,
+    ROUTING_TIMERS,
+)
+
+ROAD = "Cử tri thôn 3 đề nghị sửa chữa đường liên thôn 3 - thôn 4 bị xuống cấp nghiêm trọng"
+ROAD_AGAIN = "Cu tri de nghi sua chua duong lien thon 3 - thon 4 vi da xuong cap, di lai kho khan"
+
+
+@dataclass
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+    def header(self, name: str) -> bytes | None:
+        return dict(self.headers).get(name)
+
+
+class RecordingOutbox:
+    """Collects what the agents send (acknowledged at once)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    async def send(self, *, topic: str, key: bytes | None, value: bytes, headers: Any = ()) -> Any:
+        self.sent.append(Sent(topic, key, value, list(headers)))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def take(self, topic: str) -> list[Sent]:
+        out = [s for s in self.sent if s.topic == topic]
+        self.sent = [s for s in self.sent if s.topic != topic]
+        return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def routing(tmp_path: Path) -> tuple[Routing, RecordingOutbox, Clock]:
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:1", store="memory://", data_dir=tmp_path / "routing"
+    )
+    clock = Clock()
+    r = create_app(settings, clock=clock)
+    r.app.finalize()
+    r.app.flow_control.resume()
+    outbox = RecordingOutbox()
+    r.pipeline.outbox = outbox
+    return r, outbox, clock
+
+
+def received(text: str = ROAD, *, submitted_by: str = "UBMTTQ_TINH") -> Received:
+    return Received(
+        recommendation_id=str(uuid.uuid4()),
+        sequence=1,
+        occurred_at=datetime.now(UTC),
+        kind=Kind.KIEN_NGHI,
+        channel=Channel.TIEP_XUC_CU_TRI,
+        locality="xa-an-binh",
+        text=text,
+        submitted_by=submitted_by,
+    )
+
+
+def response(rec_id: str, agency: str, action: ResponseAction, **kw: Any) -> codec.Record:
+    model = Response(
+        response_id=str(uuid.uuid4()),
+        recommendation_id=rec_id,
+        agency=agency,
+        action=action,
+        responded_at=datetime.now(UTC),
+        **kw,
+    )
+    return codec.encode(model, source="/test")
+
+
+async def put(ctx: Any, *, key: bytes | None, value: bytes, headers: Any) -> None:
+    await ctx.put(value=value, key=key, headers=list(headers))
+
+
+async def run_through(r: Routing, outbox: RecordingOutbox, rec: Received) -> list[Sent]:
+    """received -> dedup -> case agent; returns the canonical events sent."""
+    enc = codec.encode(rec, source="/phoihop/ingest")
+    async with r.received_agent.test_context() as ctx:
+        await put(ctx, key=enc.key, value=enc.value, headers=enc.headers)
+    (candidate,) = outbox.take(ROUTING_DEDUP.name)
+    async with r.dedup_agent.test_context() as ctx:
+        await put(ctx, key=candidate.key, value=candidate.value, headers=candidate.headers)
+    (verdict,) = outbox.take(ROUTING_COMMANDS.name)
+    await to_case(r, verdict.key, verdict.value, verdict.headers)
+    return [s for s in outbox.sent if s.topic.startswith(CANONICAL["received"].name[:-8])]
+
+
+async def to_case(r: Routing, key: bytes | None, value: bytes, headers: Any) -> None:
+    ctx = r.case_agent.test_context()
+    # the case agent reads three topics; test messages are stamped with one of them
+    ctx.original_channel = r.app.topic(ROUTING_COMMANDS.name)
+    async with ctx:
+        await put(ctx, key=key, value=value, headers=headers)
+
+
+def events(outbox: RecordingOutbox, name: str) -> list[Any]:
+    return [
+        codec.decode(value=s.value, headers=s.headers, key=s.key).data
+        for s in outbox.take(CANONICAL[name].name)
+    ]
+
+
+async def test_received_is_assigned_then_answered(routing: Any) -> None:
+    r, outbox, _ = routing
+    rec = received()
+    await run_through(r, outbox, rec)
+    (assigned,) = events(outbox, "assigned")
+    assert isinstance(assigned, Assigned)
+    assert assigned.recommendation_id == rec.recommendation_id
+    assert assigned.sequence == 2
+    assert (assigned.agency, assigned.category, assigned.level) == (
+        "UBND_XA_XA_AN_BINH",
+        "GIAO_THONG",
+        "xa",
+    )
+    assert assigned.decision.rule
+    assert assigned.decision.version
+    assert assigned.decision.evidence
+    assert assigned.deadline > assigned.occurred_at
+    assert r.cases[rec.recommendation_id]["sequence"] == 2
+
+    # a second `received` for the same id is ignored
+    await run_through(r, outbox, rec)
+    assert events(outbox, "assigned") == []
+
+    # another agency's answer is dead-lettered, the assignee's is answered
+    bad = response(rec.recommendation_id, "SO_Y_TE", ResponseAction.ANSWER, text="Không phải")
+    await to_case(r, bad.key, bad.value, bad.headers)
+    (dlq,) = outbox.take(DEAD_LETTER.name)
+    assert dlq.header("dlq_reason") == b"not_assignee"
+    good = response(rec.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Đã sửa")
+    await to_case(r, good.key, good.value, good.headers)
+    (answered,) = events(outbox, "answered")
+    assert isinstance(answered, Answered)
+    assert (answered.sequence, answered.on_time, answered.recipients) == (3, True, ("UBMTTQ_TINH",))
+
+
+async def test_duplicate_is_merged_and_its_source_gets_the_answer(routing: Any) -> None:
+    r, outbox, _ = routing
+    first = received()
+    await run_through(r, outbox, first)
+    (assigned,) = events(outbox, "assigned")
+    second = received(ROAD_AGAIN, submitted_by="DOAN_DBQH")
+    await run_through(r, outbox, second)
+    (merged,) = events(outbox, "merged")
+    assert isinstance(merged, Merged)
+    assert (merged.recommendation_id, merged.duplicate_of, merged.sequence) == (
+        second.recommendation_id,
+        first.recommendation_id,
+        2,
+    )
+    (link,) = outbox.take(ROUTING_COMMANDS.name)
+    assert link.key == first.recommendation_id.encode()
+    await to_case(r, link.key, link.value, link.headers)
+    answer = response(first.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Xong")
+    await to_case(r, answer.key, answer.value, answer.headers)
+    (answered,) = events(outbox, "answered")
+    assert answered.recipients == ("UBMTTQ_TINH", "DOAN_DBQH")
+
+
+async def test_closed_case_leaves_its_bucket(routing: Any) -> None:
+    r, outbox, _ = routing
+    first = received()
+    await run_through(r, outbox, first)
+    events(outbox, "assigned")
+    close = response(first.recommendation_id, "TT_HDND", ResponseAction.CLOSE)
+    await to_case(r, close.key, close.value, close.headers)
+    assert len(events(outbox, "closed")) == 1
+    (leave,) = outbox.take(ROUTING_DEDUP.name)
+    assert json.loads(leave.value)["op"] == "leave"
+    async with r.dedup_agent.test_context() as ctx:
+        await put(ctx, key=leave.key, value=leave.value, headers=leave.headers)
+    assert r.buckets[leave.key.decode()] == []
+    # the same concern again is a new case now
+    await run_through(r, outbox, received(ROAD_AGAIN))
+    assert len(events(outbox, "assigned")) == 1
+
+
+async def test_poison_records_are_dead_lettered(routing: Any) -> None:
+    r, outbox, _ = routing
+    await to_case(r, b"k", b"\xff\x00 not an event", [("ce_type", b"x")])
+    async with r.received_agent.test_context() as ctx:
+        await put(ctx, key=b"k", value=b"{}", headers=[])
+    reasons = [s.header("dlq_reason") for s in outbox.take(DEAD_LETTER.name)]
+    assert reasons == [b"not_cloudevent", b"not_cloudevent"]
+    await to_case(r, b"k", b"[1]", [(INTERNAL_HEADER, b"1")])
+    unknown = response(str(uuid.uuid4()), "SO_Y_TE", ResponseAction.ACCEPT)
+    await to_case(r, unknown.key, unknown.value, unknown.headers)
+    reasons = [s.header("dlq_reason") for s in outbox.take(DEAD_LETTER.name)]
+    assert reasons == [b"bad_internal_message", b"unknown_recommendation"]
+
+
+async def test_timer_scan_sends_ticks_and_the_case_agent_escalates(routing: Any) -> None:
+    r, outbox, clock = routing
+    rec = received()
+    await run_through(r, outbox, rec)
+    (assigned,) = events(outbox, "assigned")
+    assert await r.pipeline.scan_due() == 0
+    clock.now = assigned.deadline + timedelta(seconds=1)
+    assert await r.pipeline.scan_due() == 1
+    assert await r.pipeline.scan_due() == 0  # not re-sent while the tick is in flight
+    (tick,) = outbox.take(ROUTING_TIMERS.name)
+    await to_case(r, tick.key, tick.value, tick.headers)
+    (escalated,) = events(outbox, "escalated")
+    assert isinstance(escalated, Escalated)
+    assert (escalated.level, escalated.sequence) == (1, 3)
+    assert escalated.recipients == ("UBND_TINH", "TT_HDND", "UBMTTQ_TINH")
+    # the same tick again (a replay) does nothing
+    await to_case(r, tick.key, tick.value, tick.headers)
+    assert events(outbox, "escalated") == []
