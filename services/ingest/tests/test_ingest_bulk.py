@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import httpx
-from ingest_testkit import ReadTopic, key
+from ingest_testkit import ReadTopic, key, running_ingest
 from openpyxl import Workbook
+from phoihop_common.broker import free_port
+from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import Received
 from phoihop_schemas.topics import CANONICAL
@@ -167,3 +170,23 @@ async def test_bulk_refusals(ingest: httpx.AsyncClient) -> None:
     assert not_xlsx.json()["error"] == "bad_file"
     anonymous = await ingest.post("/v1/recommendations/bulk?format=jsonl", content=b"{}")
     assert anonymous.status_code == 401
+
+
+async def test_bulk_with_broker_down_answers_503_with_row_results(
+    make_settings: Callable[..., IngestSettings],
+) -> None:
+    settings = make_settings(kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    payload = "\n".join(
+        [json.dumps(row(source_ref="D-1")), json.dumps(row(locality="nowhere"))]
+    ).encode()
+    async with running_ingest(settings, ready=False) as client:
+        resp = await client.post(
+            "/v1/recommendations/bulk?format=jsonl", content=payload, headers=key("TT_HDND")
+        )
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "7"
+    result = resp.json()
+    assert result["error"] == "broker_unavailable"
+    assert (result["accepted"], result["rejected"]) == (0, 2)
+    assert by_row(result)[1]["error"] == "broker_unavailable"
+    assert by_row(result)[2]["error"] == "unknown_locality"

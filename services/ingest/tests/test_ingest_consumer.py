@@ -78,9 +78,9 @@ async def test_poison_goes_to_dead_letter_and_valid_records_flow(
     reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in dead)
     assert reasons == sorted(reason for _v, _h, reason in poison)
     for record in dead:
-        hdrs = dict(record.headers)
-        assert hdrs["dlq_topic"] == INBOUND_SUBMISSIONS.name.encode()
-        assert hdrs["dlq_service"] == b"ingest"
+        dlq = dict(record.headers)
+        assert dlq["dlq_topic"] == INBOUND_SUBMISSIONS.name.encode()
+        assert dlq["dlq_service"] == b"ingest"
 
     received = await read_topic(CANONICAL["received"].name, count=2)
     assert len(received) == 2  # the redelivered copy made no second case

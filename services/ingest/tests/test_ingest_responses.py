@@ -158,7 +158,8 @@ async def test_authorization_and_validation(
     assert unauthenticated.status_code == 401
 
     records = await read_topic(INBOUND_RESPONSES.name, count=6)
-    actions = sorted(decode(value=r.value, headers=r.headers).data.action for r in records)  # type: ignore[attr-defined]
+    messages = [decode(value=r.value, headers=r.headers).data for r in records]
+    actions = sorted(m.action for m in messages if isinstance(m, Response))
     assert actions == sorted(
         [
             ResponseAction.ACCEPT,

@@ -36,7 +36,9 @@ class Notify:
 def write_subscriptions(config_dir: Path) -> Callable[..., Path]:
     """Write `subscriptions.yaml` in the test's config copy."""
 
-    def write(subscriptions: list[dict[str, Any]], contacts: dict[str, list[str]] | None = None) -> Path:
+    def write(
+        subscriptions: list[dict[str, Any]], contacts: dict[str, list[str]] | None = None
+    ) -> Path:
         path = config_dir / "subscriptions.yaml"
         doc = {"subscriptions": subscriptions, "contacts": contacts or {}}
         path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
@@ -83,7 +85,7 @@ def run_notify() -> Callable[..., AbstractAsyncContextManager[Notify]]:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
                 runtime: Runtime = app.state.runtime
-                await poll(lambda: runtime.consumer.assigned, timeout=60)
+                await poll(lambda: runtime.consumer.assigned, within=60)
                 yield Notify(runtime=runtime, client=client)
 
     return run

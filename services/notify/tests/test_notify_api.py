@@ -59,7 +59,8 @@ async def test_crud_is_scoped_to_the_agency(settings_for, run_notify, receivers)
         assert "secret" not in listed[0]
         assert (await c.get("/v1/subscriptions", headers=theirs)).json()["items"] == []
         denied = await c.get(f"/v1/subscriptions/{sid}", headers=theirs)
-        assert denied.status_code == 404 and denied.json()["error"] == "not_found"
+        assert denied.status_code == 404
+        assert denied.json()["error"] == "not_found"
         assert (await c.delete(f"/v1/subscriptions/{sid}", headers=theirs)).status_code == 404
         got = await c.patch(
             f"/v1/subscriptions/{sid}", json={"event_types": ["assigned", "reminded"]}, headers=mine
@@ -68,7 +69,8 @@ async def test_crud_is_scoped_to_the_agency(settings_for, run_notify, receivers)
         assert (await c.delete(f"/v1/subscriptions/{sid}", headers=mine)).status_code == 204
         assert (await c.get(f"/v1/subscriptions/{sid}", headers=mine)).status_code == 404
         anonymous = await c.get("/v1/subscriptions")
-        assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"] == "unauthorized"
         bad_key = await c.get("/v1/subscriptions", headers={"X-API-Key": "nope"})
         assert bad_key.status_code == 401
 
@@ -80,11 +82,13 @@ async def test_validation_errors(settings_for, run_notify, receivers):
         got = await c.post(
             "/v1/subscriptions", json={"url": receiver.url, "event_types": ["nope"]}, headers=mine
         )
-        assert got.status_code == 422 and got.json()["error"] == "invalid_subscription"
+        assert got.status_code == 422
+        assert got.json()["error"] == "invalid_subscription"
         got = await c.post(
             "/v1/subscriptions", json={"url": receiver.url, "scope": "jurisdiction"}, headers=mine
         )
-        assert got.status_code == 403 and got.json()["error"] == "scope_not_allowed"
+        assert got.status_code == 403
+        assert got.json()["error"] == "scope_not_allowed"
         got = await c.post(
             "/v1/subscriptions",
             json={"url": receiver.url, "scope": "jurisdiction"},
@@ -92,7 +96,8 @@ async def test_validation_errors(settings_for, run_notify, receivers):
         )
         assert got.status_code == 201
         got = await c.post("/v1/subscriptions", json={"link": receiver.url}, headers=mine)
-        assert got.status_code == 422 and got.json()["error"] == "invalid_request"
+        assert got.status_code == 422
+        assert got.json()["error"] == "invalid_request"
 
 
 REFUSED = [
@@ -126,7 +131,8 @@ async def test_ssrf_refused_at_create_and_update(settings_for, run_notify, recei
             json={"url": "http://169.254.169.254/"},
             headers=mine,
         )
-        assert got.status_code == 422 and got.json()["error"] == "url_not_allowed"
+        assert got.status_code == 422
+        assert got.json()["error"] == "url_not_allowed"
 
 
 async def test_ssrf_refused_at_delivery(
@@ -140,7 +146,9 @@ async def test_ssrf_refused_at_delivery(
         headers = notify.as_agency("SO_XAY_DUNG")
 
         async def dead() -> list[dict[str, object]]:
-            got = await notify.client.get("/v1/deliveries", params={"status": "failed"}, headers=headers)
+            got = await notify.client.get(
+                "/v1/deliveries", params={"status": "failed"}, headers=headers
+            )
             return list(got.json()["items"])
 
         items = await poll(dead)
@@ -155,7 +163,9 @@ async def test_rotation_sends_both_signatures_during_overlap(
     receiver = await receivers()
     async with run_notify(settings_for()) as notify:
         c, mine = notify.client, notify.as_agency("SO_XAY_DUNG")
-        created = (await c.post("/v1/subscriptions", json={"url": receiver.url}, headers=mine)).json()
+        created = (
+            await c.post("/v1/subscriptions", json={"url": receiver.url}, headers=mine)
+        ).json()
         old = created["secret"]
         rotated = await c.post(
             f"/v1/subscriptions/{created['id']}/rotate-secret",
@@ -164,7 +174,8 @@ async def test_rotation_sends_both_signatures_during_overlap(
         )
         assert rotated.status_code == 200
         new = rotated.json()["secret"]
-        assert new != old and rotated.json()["previous_secret_expires_at"] is not None
+        assert new != old
+        assert rotated.json()["previous_secret_expires_at"] is not None
         rec = str(uuid.uuid4())
         await publish(kafka_bootstrap, *case(rec, "SO_XAY_DUNG"))
         await poll(lambda: receiver.ok())
@@ -189,7 +200,9 @@ async def test_rotation_sends_both_signatures_during_overlap(
             Webhook(new).verify(hit.body, hit.headers)
 
 
-async def test_health_readiness_metrics(kafka_bootstrap, settings_for, write_subscriptions, run_notify, receivers):
+async def test_health_readiness_metrics(
+    kafka_bootstrap, settings_for, write_subscriptions, run_notify, receivers
+):
     receiver = await receivers(script=[(500, {})])
     write_subscriptions([{"agency": "SO_XAY_DUNG", "url": receiver.url, "secret": new_secret()}])
     async with run_notify(settings_for()) as notify:

@@ -67,7 +67,7 @@ def sub(agency: str, url: str, secret: str, **extra: object) -> dict[str, object
     return {"agency": agency, "url": url, "secret": secret, **extra}
 
 
-async def outcomes(bootstrap: str, *, want: int, timeout: float = 30) -> list[NotificationOutcome]:
+async def outcomes(bootstrap: str, *, want: int, within: float = 30) -> list[NotificationOutcome]:
     """Read notification outcome events from the canonical topic."""
     consumer = AIOKafkaConsumer(
         CANONICAL["notification_outcome"].name,
@@ -78,7 +78,7 @@ async def outcomes(bootstrap: str, *, want: int, timeout: float = 30) -> list[No
     await consumer.start()
     found: list[NotificationOutcome] = []
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while len(found) < want and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
@@ -111,7 +111,8 @@ async def test_signed_delivery_from_config_and_outcome_event(
         found = await outcomes(kafka_bootstrap, want=1)
     assert len(receiver.requests) == 1  # received is not addressed to SO_XAY_DUNG
     assert [(o.outcome, o.attempt, o.status_code) for o in found] == [("delivered", 1, 200)]
-    assert found[0].recommendation_id == rec and found[0].agency == "SO_XAY_DUNG"
+    assert found[0].recommendation_id == rec
+    assert found[0].agency == "SO_XAY_DUNG"
     assert found[0].latency_ms is not None
 
 
@@ -126,7 +127,9 @@ async def test_retries_keep_webhook_id_and_deliver_once(
         await publish(kafka_bootstrap, received(rec), assigned(rec, sequence=2))
         await poll(lambda: receiver.ok())
         listing = await notify.client.get(
-            "/v1/deliveries", params={"status": "delivered"}, headers=notify.as_agency("SO_XAY_DUNG")
+            "/v1/deliveries",
+            params={"status": "delivered"},
+            headers=notify.as_agency("SO_XAY_DUNG"),
         )
         found = await outcomes(kafka_bootstrap, want=4)
     assert [r.status for r in receiver.requests] == [500, 503, 502, 200]
@@ -141,7 +144,8 @@ async def test_retries_keep_webhook_id_and_deliver_once(
         (3, "retry_scheduled"),
         (4, "delivered"),
     ]
-    assert found[0].error == "http_500" and found[0].status_code == 500
+    assert found[0].error == "http_500"
+    assert found[0].status_code == 500
 
 
 async def test_410_disables_the_endpoint(
@@ -161,18 +165,22 @@ async def test_410_disables_the_endpoint(
         await poll(disabled)
         await publish(kafka_bootstrap, accepted(rec))
         await poll(
-            lambda: notify.client.get("/v1/deliveries", params={"status": "pending"}, headers=headers)
+            lambda: notify.client.get(
+                "/v1/deliveries", params={"status": "pending"}, headers=headers
+            )
         )
         pending = await poll(_pending_count(notify, headers, want=2))
         assert pending == 2
         assert len(receiver.requests) == 1  # nothing more goes to a disabled endpoint
         found = await outcomes(kafka_bootstrap, want=1)
-        assert found[0].outcome == "disabled" and found[0].status_code == 410
+        assert found[0].outcome == "disabled"
+        assert found[0].status_code == 410
         # Re-enabling sends what waited, in order.
         got = await notify.client.patch(
             "/v1/subscriptions/so-xd-main", json={"enabled": True}, headers=headers
         )
-        assert got.status_code == 200 and got.json()["disabled_reason"] is None
+        assert got.status_code == 200
+        assert got.json()["disabled_reason"] is None
         await poll(lambda: len(receiver.ok()) == 2)
     seqs = [json.loads(r.body)["data"]["sequence"] for r in receiver.ok()]
     assert seqs == [2, 3]
@@ -180,7 +188,9 @@ async def test_410_disables_the_endpoint(
 
 def _pending_count(notify, headers, *, want: int):
     async def check() -> int | None:
-        got = await notify.client.get("/v1/deliveries", params={"status": "pending"}, headers=headers)
+        got = await notify.client.get(
+            "/v1/deliveries", params={"status": "pending"}, headers=headers
+        )
         n = len(got.json()["items"])
         return n if n == want else None
 
@@ -200,7 +210,9 @@ async def test_exhausted_dead_letter_and_replay(
         await publish(kafka_bootstrap, assigned(rec1), assigned(rec2))
 
         async def failed() -> list[dict[str, object]] | None:
-            got = await notify.client.get("/v1/deliveries", params={"status": "failed"}, headers=headers)
+            got = await notify.client.get(
+                "/v1/deliveries", params={"status": "failed"}, headers=headers
+            )
             items = got.json()["items"]
             return items if len(items) == 2 else None
 
@@ -282,10 +294,14 @@ async def test_undecodable_record_goes_to_dead_letter_topic(
     write_subscriptions([sub("SO_XAY_DUNG", receiver.url, new_secret())])
     rec = str(uuid.uuid4())
     async with run_notify(settings_for()):
-        producer = AIOKafkaProducer(**producer_kwargs(KafkaSettings(kafka_bootstrap=kafka_bootstrap)))
+        producer = AIOKafkaProducer(
+            **producer_kwargs(KafkaSettings(kafka_bootstrap=kafka_bootstrap))
+        )
         await producer.start()
         await producer.send_and_wait(
-            CANONICAL["assigned"].name, value=b"{not json", key=rec.encode(),
+            CANONICAL["assigned"].name,
+            value=b"{not json",
+            key=rec.encode(),
             headers=[("ce_type", b"x"), ("ce_specversion", b"1.0")],
         )
         await producer.stop()

@@ -26,7 +26,9 @@ class Inbox:
         self.messages: list[tuple[list[str], Message]] = []
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default)))
+        self.messages.append(
+            (list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default))
+        )
         return "250 OK"
 
 
@@ -76,7 +78,8 @@ async def test_escalations_and_reminders_are_emailed(
     by_rcpt = {tuple(sorted(r)): m for r, m in inbox.messages}
     reminder = by_rcpt[("mot.cua@soxaydung.example.vn",)]
     escalation = by_rcpt[("thu.ky@hdnd.example.vn", "van.phong@hdnd.example.vn")]
-    assert "Nhắc hạn" in str(reminder["Subject"]) and rec in str(reminder["Subject"])
+    assert "Nhắc hạn" in str(reminder["Subject"])
+    assert rec in str(reminder["Subject"])
     assert "Quá hạn" in str(escalation["Subject"])
     assert "SO_XAY_DUNG" in escalation.get_content()
 

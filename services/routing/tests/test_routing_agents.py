@@ -255,3 +255,41 @@ async def test_timer_scan_sends_ticks_and_the_case_agent_escalates(routing: Any)
     # the same tick again (a replay) does nothing
     await to_case(r, tick.key, tick.value, tick.headers)
     assert events(outbox, "escalated") == []
+
+
+async def test_low_confidence_goes_to_triage_whose_classification_reroutes(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:1",
+        data_dir=tmp_path / "routing",
+        triage_confidence=0.99,
+    )
+    r = create_app(settings)
+    r.app.finalize()
+    r.app.flow_control.resume()
+    outbox = RecordingOutbox()
+    r.pipeline.outbox = outbox
+    rec = received()
+    await run_through(r, outbox, rec)
+    (triaged,) = events(outbox, "assigned")
+    assert triaged.agency == "TT_HDND"
+    assert triaged.decision.rule == "triage:low_confidence"
+    classify = response(
+        rec.recommendation_id,
+        "TT_HDND",
+        ResponseAction.CLASSIFY,
+        category="GIAO_THONG",
+        level="tinh",
+    )
+    await to_case(r, classify.key, classify.value, classify.headers)
+    (rerouted,) = events(outbox, "assigned")
+    assert (rerouted.agency, rerouted.sequence, rerouted.hop) == ("SO_XAY_DUNG", 3, 0)
+    assert rerouted.decision.rule == "triage:classification"
+    leave, join = outbox.take(ROUTING_DEDUP.name)
+    assert (json.loads(leave.value)["op"], json.loads(join.value)["op"]) == ("leave", "join")
+    for msg in (leave, join):
+        async with r.dedup_agent.test_context() as ctx:
+            await put(ctx, key=msg.key, value=msg.value, headers=msg.headers)
+    members = r.buckets[join.key.decode()]
+    assert [m["recommendation_id"] for m in members] == [rec.recommendation_id]

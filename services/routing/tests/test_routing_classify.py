@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 from phoihop_common.config import default_config_dir, load_reference
-from phoihop_schemas.events import Kind, Level
-
 from phoihop_routing.classify import Classifier
 from phoihop_routing.rules import RulesError, load_rules
+from phoihop_schemas.events import Kind, Level
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +129,11 @@ def test_kind_never_changes_the_decision(classifier: Classifier) -> None:
 def test_decision_is_explainable(classifier: Classifier) -> None:
     c = classify(classifier, "Duong lien thon 2 - thon 6 o ga chi chit, de nghi xa sua.")
     d = c.decision
-    assert d.version == classifier.version == load_rules(
-        default_config_dir() / "routing_rules.yaml"
-    ).version
+    assert (
+        d.version
+        == classifier.version
+        == load_rules(default_config_dir() / "routing_rules.yaml").version
+    )
     assert d.rule.startswith("gt.local_road")
     assert any("duong lien thon" in e for e in d.evidence)
     assert any(e.startswith("level xa") for e in d.evidence)

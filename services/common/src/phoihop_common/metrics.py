@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
@@ -86,3 +87,17 @@ class ServiceMetrics:
 def metrics_response() -> Response:
     """The Prometheus exposition of this process's registry."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def record_consumer_lag(metrics: ServiceMetrics, consumer: Any) -> None:
+    """Set `<svc>_consumer_lag_records` for each assigned partition of an aiokafka consumer.
+
+    Call after each `getmany` batch: lag = end offset (highwater) - the consumer's position.
+    Partitions whose end offset is not known yet (no fetch so far) are left out.
+    """
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        position = await consumer.position(tp)
+        metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))

@@ -105,7 +105,7 @@ class ImportResult:
         }
         if self.interrupted:
             body["error"] = self.interrupted
-            body["detail"] = "import interrupted; rows without a result were not imported"
+            body["detail"] = "import interrupted; rows after the last result were not read"
         return body
 
 
@@ -380,8 +380,7 @@ async def run_import(
                 await flush()
         await flush()
     except UnavailableError as exc:
-        metrics.count("unavailable", len(batch))
-        result.interrupted = exc.reason
+        _unavailable(result, batch, exc, metrics)
     except IngestError as exc:
         if not result.results and not batch:
             raise
@@ -389,8 +388,20 @@ async def run_import(
         try:
             await flush()
         except UnavailableError as unavailable:
-            metrics.count("unavailable", len(batch))
-            result.interrupted = unavailable.reason
+            _unavailable(result, batch, unavailable, metrics)
         else:
             result.interrupted = exc.reason
     return result
+
+
+def _unavailable(
+    result: ImportResult,
+    batch: list[tuple[int, Pending]],
+    exc: UnavailableError,
+    metrics: IngestMetrics,
+) -> None:
+    """The rows of the unacknowledged batch are not imported: say so row by row."""
+    for number, _pending in batch:
+        result.fail(number, exc.reason, "not acknowledged by the broker; send the row again")
+    metrics.count("unavailable", len(batch))
+    result.interrupted = exc.reason

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 
 from phoihop_notify import store
 from phoihop_notify.config import EVENT_TYPES
-from phoihop_notify.exceptions import InvalidSubscription, ScopeNotAllowed
+from phoihop_notify.exceptions import InvalidSubscriptionError, ScopeNotAllowedError
 from phoihop_notify.matching import JURISDICTION_ROLES, Scope
 from phoihop_notify.runtime import Runtime
 from phoihop_notify.ssrf import check_url
@@ -89,14 +89,16 @@ def _now() -> datetime:
 def _check_types(event_types: list[str]) -> None:
     unknown = sorted(set(event_types) - EVENT_TYPES)
     if unknown:
-        raise InvalidSubscription(f"unknown event types {unknown}; known: {sorted(EVENT_TYPES)}")
+        raise InvalidSubscriptionError(
+            f"unknown event types {unknown}; known: {sorted(EVENT_TYPES)}"
+        )
 
 
 def _check_scope(runtime: Runtime, agency: str, scope: Scope) -> None:
     if scope is Scope.JURISDICTION:
         roles = set(runtime.reference.agency(agency).role)
         if not roles & JURISDICTION_ROLES:
-            raise ScopeNotAllowed(f"{agency} is not a supervisor or triage body")
+            raise ScopeNotAllowedError(f"{agency} is not a supervisor or triage body")
 
 
 @router.post("/subscriptions", status_code=201)
@@ -210,9 +212,7 @@ async def list_deliveries(
 
 
 @router.post("/deliveries/replay", status_code=202)
-async def replay_since(
-    agency: AgencyDep, runtime: RuntimeDep, since: datetime
-) -> dict[str, Any]:
+async def replay_since(agency: AgencyDep, runtime: RuntimeDep, since: datetime) -> dict[str, Any]:
     """Send again everything of the caller's that was dead-lettered since `since`."""
     count = await asyncio.to_thread(
         store.replay_failed_since,

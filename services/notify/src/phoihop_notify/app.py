@@ -13,12 +13,12 @@ from starlette.responses import JSONResponse, Response
 
 from phoihop_notify.api import ApiError, error_response, router
 from phoihop_notify.channels import Channel
-from phoihop_notify.exceptions import NotFound, NotifyError, ScopeNotAllowed
+from phoihop_notify.exceptions import NotFoundError, NotifyError, ScopeNotAllowedError
 from phoihop_notify.metrics import notify_metrics
 from phoihop_notify.runtime import Runtime
 from phoihop_notify.settings import NotifySettings
 
-STATUS = {NotFound: 404, ScopeNotAllowed: 403}
+STATUS = {NotFoundError: 404, ScopeNotAllowedError: 403}
 
 
 def create_app(
@@ -50,9 +50,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail: Any = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()
-        ]
+        detail: Any = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         return error_response(422, "invalid_request", detail)
 
     @app.get("/healthz")

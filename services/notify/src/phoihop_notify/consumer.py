@@ -80,7 +80,9 @@ class EventConsumer:
                     self.consumer.seek(tp, records[0].offset)
                 await asyncio.sleep(1.0)
 
-    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def process(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         """Decode a batch, dead-letter what is invalid, record the rest in one transaction."""
         items: list[store.Consumed] = []
         for tp, records in batch.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -18,7 +19,7 @@ from sqlalchemy import Engine
 from phoihop_notify import store
 from phoihop_notify.bodies import cloudevent_body, summary
 from phoihop_notify.channels import Channel, Message, Target
-from phoihop_notify.exceptions import UrlNotAllowed
+from phoihop_notify.exceptions import UrlNotAllowedError
 from phoihop_notify.metrics import NotifyMetrics
 from phoihop_notify.policy import Outcome, Result, next_step
 from phoihop_notify.settings import NotifySettings
@@ -92,12 +93,10 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
             if not done:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), timeout=self.settings.dispatch_interval
                     )
-                except TimeoutError:
-                    pass
 
     async def tick(self) -> int:
         """Attempt every due delivery the rate limits allow; return how many were attempted."""
@@ -232,7 +231,7 @@ class Dispatcher:
         if due.channel == "webhook":
             try:
                 await check_url(due.target, allowed=self.settings.networks)
-            except UrlNotAllowed as exc:
+            except UrlNotAllowedError as exc:
                 return Result(ok=False, error=f"url_not_allowed: {exc.detail}", permanent=True)
         return await channel.deliver(
             target=Target(address=due.target, secrets=due.secrets), message=message
@@ -256,7 +255,7 @@ class Dispatcher:
             "agency": due.agency,
             "url": due.target,
             "reason": reason,
-            "action": "PATCH /v1/subscriptions/{id} {\"enabled\": true} re-enables it",
+            "action": 'PATCH /v1/subscriptions/{id} {"enabled": true} re-enables it',
         }
         result = await channel.deliver(
             target=Target(address=",".join(emails)),

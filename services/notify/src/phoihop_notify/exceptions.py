@@ -13,25 +13,25 @@ class NotifyError(Exception):
         self.detail = detail
 
 
-class UrlNotAllowed(NotifyError):
+class UrlNotAllowedError(NotifyError):
     """A webhook URL is malformed or resolves to an address the bus refuses to call."""
 
     reason = "url_not_allowed"
 
 
-class NotFound(NotifyError):
+class NotFoundError(NotifyError):
     """No such subscription or delivery visible to the caller."""
 
     reason = "not_found"
 
 
-class InvalidSubscription(NotifyError):
+class InvalidSubscriptionError(NotifyError):
     """A subscription's fields are inconsistent (unknown event type, scope not allowed)."""
 
     reason = "invalid_subscription"
 
 
-class ScopeNotAllowed(NotifyError):
+class ScopeNotAllowedError(NotifyError):
     """Only supervisors and triage bodies may subscribe to their whole jurisdiction."""
 
     reason = "scope_not_allowed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
@@ -52,10 +53,8 @@ class OutcomePublisher:
                 await asyncio.sleep(1.0)
             if not sent:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
 
     async def publish_once(self, limit: int = 500) -> int:
         """Send one batch and mark it published once the broker acknowledged it."""

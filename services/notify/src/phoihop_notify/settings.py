@@ -87,5 +87,3 @@ class NotifySettings(BaseSettings, KafkaSettings):
     def max_attempts(self) -> int:
         """Attempts in one round of the schedule."""
         return len(self.retry_schedule)
-
-

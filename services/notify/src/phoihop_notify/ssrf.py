@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from phoihop_notify.exceptions import UrlNotAllowed
+from phoihop_notify.exceptions import UrlNotAllowedError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,12 +31,12 @@ def forbidden(addr: Address) -> bool:
 
 
 def check_addresses(addresses: Sequence[Address], *, allowed: Sequence[Network]) -> None:
-    """Raise UrlNotAllowed when any resolved address is forbidden and not allowlisted."""
+    """Raise UrlNotAllowedError when any resolved address is forbidden and not allowlisted."""
     if not addresses:
-        raise UrlNotAllowed("host does not resolve")
+        raise UrlNotAllowedError("host does not resolve")
     for addr in addresses:
         if forbidden(addr) and not any(addr in net for net in allowed):
-            raise UrlNotAllowed(f"{addr} is a private, loopback or link-local address")
+            raise UrlNotAllowedError(f"{addr} is a private, loopback or link-local address")
 
 
 async def check_url(url: str, *, allowed: Sequence[Network]) -> None:
@@ -44,15 +44,15 @@ async def check_url(url: str, *, allowed: Sequence[Network]) -> None:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise UrlNotAllowed(f"invalid URL: {exc}") from exc
+        raise UrlNotAllowedError(f"invalid URL: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UrlNotAllowed("only absolute http(s) URLs are accepted")
+        raise UrlNotAllowedError("only absolute http(s) URLs are accepted")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             parsed.host, port, type=socket.SOCK_STREAM
         )
     except socket.gaierror as exc:
-        raise UrlNotAllowed(f"host does not resolve: {parsed.host}") from exc
+        raise UrlNotAllowedError(f"host does not resolve: {parsed.host}") from exc
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     check_addresses(addresses, allowed=allowed)

@@ -1,4 +1,4 @@
-"""Data access of notify: keyword-only functions over one SQLAlchemy engine (sync, run in threads)."""
+"""Data access of notify: keyword-only functions over one SQLAlchemy engine (run in threads)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from phoihop_notify.config import (
     SubscriptionsFile,
     email_subscription_id,
 )
-from phoihop_notify.exceptions import NotFound
+from phoihop_notify.exceptions import NotFoundError
 from phoihop_notify.matching import Filter, Scope, matching
 from phoihop_notify.models import deliveries, events, outbox, subscriptions
 
@@ -228,7 +228,9 @@ def _record(conn: Connection, items: Sequence[Consumed], *, now: datetime) -> in
                 insert(deliveries),
                 [
                     {
-                        "id": delivery_id(event_id=item.event_id, subscription_id=f.subscription_id),
+                        "id": delivery_id(
+                            event_id=item.event_id, subscription_id=f.subscription_id
+                        ),
                         "event_id": item.event_id,
                         "subscription_id": f.subscription_id,
                         "recommendation_id": item.recommendation_id,
@@ -270,7 +272,12 @@ def record_events(engine: Engine, *, items: Sequence[Consumed], now: datetime) -
                     created += _record(conn, [item], now=now)
             except IntegrityError:
                 with engine.connect() as conn:
-                    if conn.scalar(select(events.c.event_id).where(events.c.event_id == item.event_id)) is None:
+                    if (
+                        conn.scalar(
+                            select(events.c.event_id).where(events.c.event_id == item.event_id)
+                        )
+                        is None
+                    ):
                         raise
         return created
 
@@ -299,9 +306,7 @@ class Due:
     data: dict[str, Any]
 
 
-def due_deliveries(
-    engine: Engine, *, now: datetime, hold: timedelta, limit: int
-) -> list[Due]:
+def due_deliveries(engine: Engine, *, now: datetime, hold: timedelta, limit: int) -> list[Due]:
     """Due deliveries of enabled subscriptions, each only after the earlier ones of its case."""
     d, s, e = deliveries, subscriptions, events
     earlier = deliveries.alias("earlier")
@@ -355,7 +360,7 @@ def due_deliveries(
         return [_due(r, now=now) for r in conn.execute(query)]
 
 
-def _due(r: Row[Any], *, now: datetime) -> Due:
+def _due(r: Any, *, now: datetime) -> Due:
     secrets: tuple[str, ...] = (r.secret,) if r.secret else ()
     if r.previous_secret and r.previous_secret_expires_at and r.previous_secret_expires_at > now:
         secrets = (*secrets, r.previous_secret)
@@ -407,7 +412,7 @@ def record_attempt(
     outcome_payload: dict[str, Any],
     now: datetime,
 ) -> None:
-    """Store the attempt's effect, the endpoint's health and the outcome event, in one transaction."""
+    """Store the attempt's effect, the endpoint's health and its outcome event, atomically."""
     values: dict[str, Any] = {
         "status": status,
         "next_attempt_at": next_attempt_at,
@@ -430,7 +435,9 @@ def record_attempt(
     with engine.begin() as conn:
         conn.execute(update(deliveries).where(deliveries.c.id == due.id).values(**values))
         conn.execute(
-            update(subscriptions).where(subscriptions.c.id == due.subscription_id).values(**sub_values)
+            update(subscriptions)
+            .where(subscriptions.c.id == due.subscription_id)
+            .values(**sub_values)
         )
         exists_already = conn.scalar(select(outbox.c.id).where(outbox.c.id == outcome_id))
         if exists_already is None:
@@ -529,13 +536,13 @@ def list_subscriptions(engine: Engine, *, agency: str) -> list[dict[str, Any]]:
 
 
 def get_subscription(engine: Engine, *, agency: str, subscription_id: str) -> dict[str, Any]:
-    """One of the agency's subscriptions, or NotFound."""
+    """One of the agency's subscriptions, or NotFoundError."""
     with engine.connect() as conn:
         row = conn.execute(
             select(subscriptions).where(_visible(agency), subscriptions.c.id == subscription_id)
         ).first()
     if row is None:
-        raise NotFound(f"no subscription {subscription_id}")
+        raise NotFoundError(f"no subscription {subscription_id}")
     return _public(row)
 
 
@@ -646,7 +653,7 @@ def replay_one(engine: Engine, *, agency: str, delivery_id: str, now: datetime) 
     )
     with engine.begin() as conn:
         if conn.scalar(owned) is None:
-            raise NotFound(f"no delivery {delivery_id}")
+            raise NotFoundError(f"no delivery {delivery_id}")
         conn.execute(
             update(deliveries)
             .where(deliveries.c.id == delivery_id, deliveries.c.status != PENDING)

@@ -30,6 +30,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    at: float  # time.monotonic() on arrival
 
 
 @dataclass
@@ -50,7 +51,7 @@ class WebhookReceiver:
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
         status, headers = self.script.pop(0) if self.script else (200, {})
-        self.requests.append(Received(dict(request.headers), body, status))
+        self.requests.append(Received(dict(request.headers), body, status, time.monotonic()))
         return Response(status_code=status, headers=headers)
 
     async def start(self) -> WebhookReceiver:
@@ -60,7 +61,7 @@ class WebhookReceiver:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        await poll(lambda: self._server is not None and self._server.started, timeout=10)
+        await poll(lambda: self._server is not None and self._server.started, within=10)
         return self
 
     async def stop(self) -> None:
@@ -92,10 +93,10 @@ async def publish(bootstrap: str, *events: LifecycleEvent, source: str = "/phoih
 
 
 async def poll(
-    check: Callable[[], Any | Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1
+    check: Callable[[], Any | Awaitable[Any]], *, within: float = 30.0, interval: float = 0.1
 ) -> Any:
     """Call `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = check()
         if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
@@ -103,5 +104,5 @@ async def poll(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from phoihop_routing.agents import Incoming, Pipeline, routing_metrics
 from phoihop_routing.classify import Classifier
 from phoihop_routing.deadlines import WorkCalendar
 from phoihop_routing.escalation import Ladder, Superiors
+from phoihop_routing.exceptions import RoutingError
 from phoihop_routing.lifecycle import Policy
 from phoihop_routing.settings import Settings
 
@@ -164,6 +166,10 @@ def create_app(
     classifier = classifier or Classifier.from_config(
         reference=reference, rules_path=settings.rules_path
     )
+    if settings.store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:
+        raise RoutingError(
+            "store rocksdb:// needs the rocksdict package (not installed); use memory://"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         APP_ID,

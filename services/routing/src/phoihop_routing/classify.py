@@ -34,14 +34,14 @@ FORWARDER_AGENCY = "DOAN_DBQH"
 # statistical component ignores them.
 STOPWORDS = frozenset(
     """
-    cu tri de nghi kien xem xet giai quyet phan anh nhan dan ba con nguoi cac nhung da dang
-    se va voi cua cho tu den trong tren duoc bi khong chua nhieu rat lam mot so hien nay khi
-    thi ma la co o tai ve qua sau truoc nam thang ngay gio xa phuong tinh thon to ban khu
-    dac ho nha gia dinh toi chung ong hai cung nhu de theo vao ra len xuong lai nua con
-    viec tinh trang som co quan chuc nang huong dan kiem tra ho tro dau tu sua chua cai tao
-    xay dung nang cap bo sung thuc hien bao dam dam bao tang cuong quan ly hoat dong
-    chinh sach che do quy dinh doi voi giai doan
-    """.split()
+    cu tri de nghi kien xem xet giai quyet phan anh nhan dan ba con nguoi cac nhung da
+    dang se va voi cua cho tu den trong tren duoc bi khong chua nhieu rat lam mot so
+    hien nay khi thi ma la co o tai ve qua sau truoc nam thang ngay gio xa phuong tinh
+    thon to ban khu dac ho nha gia dinh toi chung ong hai cung nhu de theo vao ra len
+    xuong lai nua con viec tinh trang som co quan chuc nang huong dan kiem tra ho tro
+    dau tu sua chua cai tao xay dung nang cap bo sung thuc hien bao dam dam bao tang
+    cuong quan ly hoat dong chinh sach che do quy dinh doi voi giai doan
+    """.split()  # noqa: SIM905
 )
 
 
@@ -134,9 +134,7 @@ class Classifier:
         top_rule = max(best.hits, key=lambda h: h.score).rule.id if best.hits else "vocabulary"
         evidence = [_describe(h) for h in sorted(best.hits, key=lambda h: -h.score)]
         if best.tokens:
-            evidence.append(
-                f"vocabulary +{best.vocabulary:.2f}: {', '.join(best.tokens[:6])}"
-            )
+            evidence.append(f"vocabulary +{best.vocabulary:.2f}: {', '.join(best.tokens[:6])}")
         evidence += level_evidence
         if len(placed) > 1 and placed[1].total > 0:
             evidence.append(f"runner-up {placed[1].category} {placed[1].total:.2f}")

@@ -39,6 +39,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from phoihop_common.text import fold, nfc
@@ -58,11 +59,11 @@ DIFFERENT_CONCERN_WORDS = 0.4
 # words that say nothing about the concern in a duplicate comparison (besides STOPWORDS)
 _DUP_STOPWORDS = STOPWORDS | frozenset(
     """
-    tiep tuc van dan lau roi lam xin mong muon kien nghi dong thoi yeu cau tat ca moi dem
-    buoi sang toi chieu tren duoi gan xa cach hang nam khoang m km ha tan lan nhieu it
-    dang phai di cung da nay do nen neu vi vay duoc tra loi ro bao gio dan bi
-    trinh bay nop so pho dung
-    """.split()
+    tiep tuc van dan lau roi lam xin mong muon kien nghi dong thoi yeu cau tat ca moi
+    dem buoi sang toi chieu tren duoi gan xa cach hang nam khoang m km ha tan lan nhieu
+    it dang phai di cung da nay do nen neu vi vay duoc tra loi ro bao gio dan bi trinh
+    bay nop so pho dung
+    """.split()  # noqa: SIM905
 )
 
 # object words (with diacritics) -> identifier type; the name that follows identifies it
@@ -141,26 +142,54 @@ _WEAK_TYPES = frozenset({"hamlet", "ward_group", "alley", "street", "km"})
 # capitalised words and phrases that are not names of objects (compared with diacritics,
 # so "Trần", "Phú", "An" stay names); the folded forms apply to text typed without them
 _NOT_NAME_PHRASES = (
-    "cử tri", "nhân dân", "mặt trận", "tổ quốc", "quốc hội", "chính phủ", "thủ tướng",
-    "trung ương", "nhà nước", "công an", "điện lực", "đại biểu", "thường trực", "gia đình",
-    "bệnh viện", "nhà máy", "dự án", "đề nghị", "ủy ban nhân dân", "hội đồng nhân dân",
-    "bảo hiểm xã hội", "bảo hiểm y tế", "quốc lộ", "đường tỉnh", "khu đô thị mới",
-    "khu đô thị", "khu dân cư", "tổ dân phố", "khu phố", "cụm công nghiệp", "khu công nghiệp",
-    "thông tư", "nghị định", "nghị quyết",
+    "cử tri",
+    "nhân dân",
+    "mặt trận",
+    "tổ quốc",
+    "quốc hội",
+    "chính phủ",
+    "thủ tướng",
+    "trung ương",
+    "nhà nước",
+    "công an",
+    "điện lực",
+    "đại biểu",
+    "thường trực",
+    "gia đình",
+    "bệnh viện",
+    "nhà máy",
+    "dự án",
+    "đề nghị",
+    "ủy ban nhân dân",
+    "hội đồng nhân dân",
+    "bảo hiểm xã hội",
+    "bảo hiểm y tế",
+    "quốc lộ",
+    "đường tỉnh",
+    "khu đô thị mới",
+    "khu đô thị",
+    "khu dân cư",
+    "tổ dân phố",
+    "khu phố",
+    "cụm công nghiệp",
+    "khu công nghiệp",
+    "thông tư",
+    "nghị định",
+    "nghị quyết",
 )
 _NOT_NAME_WORDS = frozenset(
     """
-    ubnd hđnd thpt thcs bhxh bhyt đt ql xã phường thôn xóm bản tỉnh huyện ông bà tôi anh chị
-    em cháu trường cầu chợ kênh mỏ hồ trạm đường phố ngõ luật bộ sở các những nhiều một khi
-    tại trên qua theo mong xin nay hiện đến cho đoàn đảng đặc khu nhà nghị đề kính
-    chúng người dân đây đó này
-    """.split()
+    ubnd hđnd thpt thcs bhxh bhyt đt ql xã phường thôn xóm bản tỉnh huyện ông bà tôi anh
+    chị em cháu trường cầu chợ kênh mỏ hồ trạm đường phố ngõ luật bộ sở các những nhiều
+    một khi tại trên qua theo mong xin nay hiện đến cho đoàn đảng đặc khu nhà nghị đề
+    kính chúng người dân đây đó này
+    """.split()  # noqa: SIM905
 )
 _NOT_NAME_WORDS_PLAIN = frozenset(
     """
-    xa phuong thon xom tinh huyen ong toi ubnd hdnd thpt thcs bhxh bhyt dt ql de truong cho
-    kenh duong pho dan nguoi
-    """.split()
+    xa phuong thon xom tinh huyen ong toi ubnd hdnd thpt thcs bhxh bhyt dt ql de truong
+    cho kenh duong pho dan nguoi
+    """.split()  # noqa: SIM905
 )
 _NOT_NAME_PHRASE_RE = re.compile(
     r"\b("
@@ -168,8 +197,8 @@ _NOT_NAME_PHRASE_RE = re.compile(
     + r")\b",
     re.IGNORECASE,
 )
-_PERSON_TITLES = frozenset("ông bà anh chị em cháu cụ cô chú bác".split())
-_PERSON_TITLES_PLAIN = frozenset("ong ba anh chi em chau".split())
+_PERSON_TITLES = frozenset(["ông", "bà", "anh", "chị", "em", "cháu", "cụ", "cô", "chú", "bác"])
+_PERSON_TITLES_PLAIN = frozenset(["ong", "ba", "anh", "chi", "em", "chau"])
 _WORD = re.compile(r"[0-9A-Za-zÀ-ỹĐđ]+|[.;:!?\n]")
 
 
@@ -208,8 +237,10 @@ class CaseSignature:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaseSignature:
         """Inverse of to_dict (unknown keys ignored, lists back to tuples)."""
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        known = set(cls.__dataclass_fields__)
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+        }
         return cls(**values)
 
 
@@ -240,7 +271,7 @@ def signature(
     )
     words = [w for w in mt.words() if w not in place_words and w not in persons]
     content = [w for w in words if w not in _DUP_STOPWORDS and not w.isdigit() and len(w) > 1]
-    pairs = {f"{a}_{b}" for a, b in zip(words, words[1:], strict=False) if _pair_ok(a, b)}
+    pairs = {f"{a}_{b}" for a, b in pairwise(words) if _pair_ok(a, b)}
     return CaseSignature(
         recommendation_id=recommendation_id,
         locality=locality,
@@ -367,9 +398,8 @@ def _objects(
     identifiers: set[str] = set()
     for m in _NUMBERED.finditer(folded):
         kind = m.group("kind")
-        typ = _NUMBERED_TYPES[kind]
         value = _ROAD_PREFIX.get(kind, "") + m.group("num")
-        identifiers.add(f"{typ}:{value}")
+        identifiers.add(f"{_NUMBERED_TYPES[kind]}:{value}")
     names: set[str] = set()
     plain = fold(original) == original.lower()  # typed without diacritics
     persons: set[str] = set()
@@ -379,9 +409,9 @@ def _objects(
         if before and before[-1] in titles:
             persons.update(run)  # the reporter differs between channels: not evidence
             continue
-        typ = _object_type(before, plain=plain)
-        if typ is not None:
-            identifiers.add(f"{typ}:{name}")
+        object_type = _object_type(before, plain=plain)
+        if object_type is not None:
+            identifiers.add(f"{object_type}:{name}")
         elif not set(run) <= place_words:  # the commune's own name says nothing
             names.add(name)
     return identifiers, names, persons
@@ -428,7 +458,7 @@ def _capitalised_runs(text: str) -> list[tuple[list[str], list[str]]]:
             continue
         folded = fold(tok)
         lowered = tok.lower()
-        is_name = (tok[0].isupper() or tok[0].isdigit() and current != []) and (
+        is_name = (tok[0].isupper() or (tok[0].isdigit() and current != [])) and (
             lowered not in not_names
         )
         if tok[0].isupper() and any(ch.isdigit() for ch in tok):

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 from phoihop_common.config import default_config_dir, load_reference
 from phoihop_schemas.events import Kind
@@ -227,8 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(render(report))
     return 0
-
-
 
 
 if __name__ == "__main__":

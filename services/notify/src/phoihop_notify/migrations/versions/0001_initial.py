@@ -87,9 +87,7 @@ def upgrade() -> None:
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("published_at", UtcDateTime()),
     )
-    op.create_index(
-        "ix_notify_outbox_unpublished", "notify_outbox", ["published_at", "created_at"]
-    )
+    op.create_index("ix_notify_outbox_unpublished", "notify_outbox", ["published_at", "created_at"])
 
 
 def downgrade() -> None:

@@ -1,0 +1,92 @@
+"""The evaluator: figures on the labelled dev corpus, JSON output, pairing of merged items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from phoihop_common.config import load_reference
+from phoihop_routing.classify import Classifier
+from phoihop_routing.evaluate import default_corpus, evaluate, load_corpus, main
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier.from_config(reference=load_reference())
+
+
+def _record(rid: str, text: str, group: str | None, **expected: str) -> str:
+    labels = {"category": "GIAO_THONG", "level": "xa", "agency": "UBND_XA_XA_TAN_PHU"}
+    labels.update(expected)
+    return json.dumps(
+        {
+            "id": rid,
+            "kind": "kien_nghi",
+            "channel": "tiep_xuc_cu_tri",
+            "locality": "xa-tan-phu",
+            "submitted_at": "2026-03-01",
+            "text": text,
+            "reporter": None,
+            "expected": labels,
+            "duplicate_group": group,
+        },
+        ensure_ascii=False,
+    )
+
+
+def test_dev_corpus_figures(classifier: Classifier) -> None:
+    corpus = default_corpus()
+    if not corpus.is_file():
+        pytest.skip(f"corpus {corpus} not present")
+    report = evaluate(records=load_corpus(corpus), classifier=classifier)
+    assert report.agency_accuracy >= 0.85
+    assert report.duplicate_precision >= 0.85
+    assert report.duplicate_recall >= 0.85
+    assert report.category_accuracy >= 0.8
+    assert report.level_accuracy >= 0.8
+
+
+def test_merged_items_join_their_targets_group(tmp_path: Path, classifier: Classifier) -> None:
+    corpus = tmp_path / "mini.jsonl"
+    lines = [
+        _record("T1", "Đề nghị xã làm đường liên xóm 3 – xóm 9, mặt đường lầy lội.", "G1"),
+        _record("T2", "Đề nghị xã làm đường liên xóm 4 – xóm 7, mặt đường lầy lội.", None),
+        _record("T3", "Tiep tuc de nghi xa lam duong lien xom 3 - xom 9, duong lay loi.", "G1"),
+        _record("T4", "Đường liên xóm 3 – xóm 9 lầy lội, đề nghị bê tông hóa sớm.", "G1"),
+        _record(
+            "T5",
+            "Xin cảm ơn các đại biểu.",
+            None,
+            category="KHAC",
+            level="tinh",
+            agency="TT_HDND",
+        ),
+    ]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = evaluate(records=load_corpus(corpus), classifier=classifier)
+    assert report.records == 5
+    assert report.agency_accuracy == 1.0
+    assert report.duplicate_pairs_expected == 3  # T1-T3, T1-T4, T3-T4
+    assert (report.duplicate_precision, report.duplicate_recall) == (1.0, 1.0)
+
+
+def test_main_prints_json_and_exits_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text(_record("T1", "Đề nghị xã sửa đường liên xóm 1.", None) + "\n", "utf-8")
+    monkeypatch.setenv("PHOIHOP_EVAL_CORPUS", str(corpus))
+    assert main(["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["records"] == 1
+    assert {"category_accuracy", "level_accuracy", "agency_accuracy", "confusion"} <= set(out)
+    assert main(["--corpus", str(corpus)]) == 0
+    assert "agency accuracy" in capsys.readouterr().out
+
+
+def test_bad_corpus_line_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_text('{"id": "X"}\n', encoding="utf-8")
+    assert main(["--corpus", str(corpus)]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
