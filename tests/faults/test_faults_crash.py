@@ -39,8 +39,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(230)
 
 ROUTED = ("assigned", "merged")
 ALL_PATH = "/hook/all"
-MAX_SUBMISSIONS = 4000
-SETTLE_TIMEOUT = 75.0
+MAX_SUBMISSIONS = 3000
+SETTLE_TIMEOUT = 60.0
+# Agencies with an addressed webhook subscription (a subset keeps delivery volume bounded).
+ADDRESSED = ("SO_XAY_DUNG", "SO_NN_MT", "UBND_XA_XA_AN_BINH", "UBND_XA_PHUONG_BAC_SON",
+             "DOAN_DBQH", "TT_HDND")  # fmt: skip
 
 
 @dataclass
@@ -67,11 +70,11 @@ class Flow:
     def _bulk(self) -> None:
         with httpx.Client(timeout=60) as client:
             while self._room():
-                res = bulk_sync(client, self.ingest_url, self.bodies(60))
+                res = bulk_sync(client, self.ingest_url, self.bodies(40))
                 self.attempts[f"bulk:{res.status}"] += 1
                 for rec_id in res.ids:  # rows with an id are on the broker, 2xx or not
                     self.accepted[rec_id] = "bulk"
-                self.stop.wait(0.7)
+                self.stop.wait(1.5)
 
     def _single(self) -> None:
         with httpx.Client(timeout=30) as client:
@@ -92,7 +95,7 @@ class Flow:
                         self.accepted[str(resp.json()["id"])] = "single"
                         break
                     self.stop.wait(0.5)
-                self.stop.wait(0.05)
+                self.stop.wait(0.2)
 
     def start(self) -> Flow:
         """One bulk importer and three single submitters."""
@@ -146,16 +149,18 @@ def db_proxy() -> Iterator[TcpProxy | None]:
 
 
 def _subscriptions(receiver: WebhookReceiver, config_src: Path) -> list[dict[str, Any]]:
-    """One jurisdiction-wide subscription, plus one addressed subscription per agency."""
+    """Merged events jurisdiction-wide, assigned events addressed to a few agencies."""
+    known = {a.code for a in load_reference(config_src).agencies}
     subs: list[dict[str, Any]] = [
         {"agency": SUPERVISOR, "url": receiver.url(ALL_PATH), "secret": new_secret(),
-         "event_types": list(ROUTED), "scope": "jurisdiction"},
+         "event_types": ["merged"], "scope": "jurisdiction"},
     ]  # fmt: skip
-    for agency in load_reference(config_src).agencies:
+    for code in ADDRESSED:
+        assert code in known, code
         subs.append(
             {
-                "agency": agency.code,
-                "url": receiver.url(f"/hook/{agency.code}"),
+                "agency": code,
+                "url": receiver.url(f"/hook/{code}"),
                 "secret": new_secret(),
                 "event_types": ["assigned"],
             }
@@ -185,15 +190,28 @@ def _routed_count(stack: Stack) -> float:
     return sum(metric_sum(text, "phoihop_audit_events_stored_total", type=t) or 0.0 for t in ROUTED)
 
 
-def _routed_webhooks(deliveries: list[Delivery]) -> set[str]:
-    done: set[str] = set()
+def _delivered(deliveries: list[Delivery]) -> set[tuple[str, str]]:
+    """(event id, path) of every 2xx delivery."""
+    done: set[tuple[str, str]] = set()
     for d in deliveries:
-        if d.path == ALL_PATH and 200 <= d.status < 300:
+        if 200 <= d.status < 300:
             try:
-                done.add(str(d.json().get("subject")))
-            except ValueError:
+                done.add((str(d.json()["id"]), d.path))
+            except (ValueError, KeyError, TypeError):
                 continue
     return done
+
+
+def _expected(trails: dict[str, dict[str, Any] | None]) -> set[tuple[str, str]]:
+    """(event id, path) every subscription should have received."""
+    expected: set[tuple[str, str]] = set()
+    for trail in trails.values():
+        for e in (trail or {}).get("events", []):
+            if e["type"] == "merged":
+                expected.add((e["event_id"], ALL_PATH))
+            if e["type"] == "assigned" and e["data"]["agency"] in ADDRESSED:
+                expected.add((e["event_id"], f"/hook/{e['data']['agency']}"))
+    return expected
 
 
 def _trails(stack: Stack, ids: list[str]) -> dict[str, dict[str, Any] | None]:
@@ -260,15 +278,12 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
     ids = sorted(accepted)
     assert len(ids) >= 500, f"too little flowed: {len(ids)}; attempts {dict(flow.attempts)}"
 
-    # Settle: audit has stored a routing outcome for each, and each was delivered at least once.
-    def settled() -> bool:
-        return _routed_count(stack) >= len(ids) and not (
-            set(ids) - _routed_webhooks(receiver.snapshot())
-        )
-
-    _poll(settled, timeout=SETTLE_TIMEOUT, every=2.0)
-    time.sleep(2.0)  # let stragglers (duplicates, if any) arrive so they are counted too
+    # Settle: audit has stored a routing outcome for each, then the webhooks catch up.
+    _poll(lambda: _routed_count(stack) >= len(ids), timeout=SETTLE_TIMEOUT, every=2.0)
     trails = _trails(stack, ids)
+    expected = _expected(trails)
+    _poll(lambda: not expected - _delivered(receiver.snapshot()), timeout=SETTLE_TIMEOUT, every=2.0)
+    time.sleep(2.0)  # let stragglers (duplicates, if any) arrive so they are checked too
     deliveries = receiver.snapshot()
     context = f"faults: {faults}; {len(ids)} accepted; attempts {dict(flow.attempts)}"
 
@@ -328,14 +343,6 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
             ok.add((event_id, d.path))
     unstable = {k: v for k, v in hook_ids.items() if len(v) != 1 or "" in v}
     assert not unstable, f"webhook-id not stable: {list(unstable.items())[:5]}; {context}"
-    expected: set[tuple[str, str]] = set()
-    for trail in trails.values():
-        assert trail is not None
-        for e in trail["events"]:
-            if e["type"] in ROUTED:
-                expected.add((e["event_id"], ALL_PATH))
-            if e["type"] == "assigned":
-                expected.add((e["event_id"], f"/hook/{e['data']['agency']}"))
     undelivered = sorted(expected - ok)
     assert not undelivered, (
         f"{len(undelivered)} of {len(expected)} webhooks never delivered, "

@@ -38,7 +38,6 @@ class Runtime:
     consumer: InboundConsumer
     audit: AuditClient
     metrics: IngestMetrics
-    db_ready: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -70,10 +69,9 @@ class Runtime:
 
     async def init_db_forever(self) -> None:
         """Create the table, retrying until the database answers."""
-        while not self.db_ready:
+        while not self.store.ready:
             try:
                 await asyncio.to_thread(self.store.create_schema)
-                self.db_ready = True
             except StoreUnavailableError as exc:
                 log.warning("database_unreachable", error=str(exc.detail))
                 await asyncio.sleep(1.0)
@@ -98,7 +96,7 @@ class Runtime:
 
     async def ready(self) -> dict[str, bool]:
         """Readiness of each part."""
-        db = self.db_ready and await asyncio.to_thread(self.store.ping)
+        db = self.store.ready and await asyncio.to_thread(self.store.ping)
         return {
             "producer": self.publisher.ready,
             "consumer": self.consumer.ready,
@@ -134,6 +132,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Usually the database answers at once: have the table before the first request.
+        with contextlib.suppress(StoreUnavailableError):
+            await asyncio.to_thread(runtime.store.create_schema)
         runtime.start()
         try:
             yield

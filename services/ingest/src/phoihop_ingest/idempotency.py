@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from phoihop_ingest.exceptions import StoreUnavailableError
 
@@ -114,6 +114,7 @@ class IdempotencyStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.ready = False
 
     def create_schema(self) -> None:
         """Create the table if missing."""
@@ -121,6 +122,7 @@ class IdempotencyStore:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise StoreUnavailableError("database_unavailable", str(exc)[:300]) from exc
+        self.ready = True
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -135,13 +137,15 @@ class IdempotencyStore:
         """Claim keys (first use inserts `pending`); the state of each key decides what to do."""
         if not claims:
             return {}
+        if not self.ready:
+            raise StoreUnavailableError("database_unavailable", "database not initialised yet")
         last: Exception | None = None
         for _ in range(3):
             try:
                 return self._claim_once(claims)
             except IntegrityError as exc:  # a concurrent replica inserted the same key
                 last = exc
-            except OperationalError as exc:
+            except SQLAlchemyError as exc:
                 raise StoreUnavailableError("database_unavailable", str(exc)[:300]) from exc
         raise StoreUnavailableError("database_conflict", str(last)[:300])
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -27,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from phoihop_notify.config import (
@@ -48,6 +50,9 @@ PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cance
 def make_engine(url: str) -> Engine:
     """Engine for SQLite (WAL, busy timeout) or PostgreSQL."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

@@ -47,6 +47,12 @@ def faust_logging_config(level: str) -> dict[str, Any]:
     }
 
 
+def faust_level(level: str) -> str:
+    """Faust's CLI spelling of a log level (crit, error, warn, info, debug)."""
+    name = level.lower()
+    return {"warning": "warn", "critical": "crit", "fatal": "crit"}.get(name, name)
+
+
 def main() -> None:
     """Start the faust worker with structured logs; returns when the worker stops."""
     settings = Settings()
@@ -62,7 +68,7 @@ def main() -> None:
     )
     # --quiet: no banner on stdout, every line on stderr is JSON
     argv0 = sys.argv[0] or "phoihop-routing"
-    sys.argv = [argv0, "--quiet", "worker", "-l", settings.log_level.lower()]
+    sys.argv = [argv0, "--quiet", "worker", "-l", faust_level(settings.log_level)]
     routing.app.main()
 
 
