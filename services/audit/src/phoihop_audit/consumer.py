@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from phoihop_common.dlq import dead_letter
 from phoihop_common.kafka import client_kwargs, producer_kwargs
 from phoihop_common.logs import get_logger
+from phoihop_common.metrics import record_consumer_lag
 from phoihop_schemas.codec import DecodeError, decode
 from phoihop_schemas.topics import CANONICAL
 from sqlalchemy import Engine
@@ -73,6 +74,7 @@ class AuditConsumer:
             batches = await self.consumer.getmany(
                 timeout_ms=500, max_records=self.settings.batch_max_records
             )
+            await record_consumer_lag(self.metrics.service, self.consumer)
             records = [r for part in batches.values() for r in part]
             if not records:
                 continue

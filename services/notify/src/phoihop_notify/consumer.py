@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from phoihop_common.dlq import dead_letter
 from phoihop_common.kafka import client_kwargs
 from phoihop_common.logs import get_logger
+from phoihop_common.metrics import record_consumer_lag
 from phoihop_schemas.codec import DecodeError, decode
 from phoihop_schemas.events import LifecycleEvent
 from phoihop_schemas.topics import LIFECYCLE_TOPICS
@@ -67,11 +69,17 @@ class EventConsumer:
         """Consume forever; a failed batch is fetched again (no commit before effects)."""
         while True:
             batch = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            await record_consumer_lag(self.metrics.service, self.consumer)
             if not batch:
                 continue
+            started = time.perf_counter()
             try:
                 await self.process(batch)
                 await self.consumer.commit()
+                per_record = (time.perf_counter() - started) / sum(map(len, batch.values()))
+                for tp, records in batch.items():
+                    for _ in records:
+                        self.metrics.service.processing.labels(tp.topic).observe(per_record)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -266,7 +266,22 @@ def create_app(
 
     @app.page("/metrics")
     async def metrics_page(self: View, request: Request) -> Response:
+        await _record_lag(app, metrics)
         prom = metrics_response()
         return self.bytes(bytes(prom.body), headers={"Content-Type": str(prom.media_type)})
 
     return routing
+
+
+async def _record_lag(app: faust.App, metrics: Any) -> None:
+    """Set the consumer-lag gauge of every assigned partition (scrape time is fresh enough)."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        try:
+            end = consumer.highwater(tp)
+            position = await consumer.position(tp)
+        except (KeyError, AssertionError, RuntimeError):
+            continue
+        if end is None or position is None:
+            continue
+        metrics.service.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
