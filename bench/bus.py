@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import yaml
-from phoihop_common.config import default_config_dir
 
 from bench.texts import jsonl
+from phoihop_common.config import default_config_dir
 
 SUBMITTER = "UBMTTQ_TINH"
 SUPERVISOR = "TT_HDND"

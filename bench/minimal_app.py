@@ -14,6 +14,7 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from phoihop_common.kafka import KafkaSettings, producer_kwargs
 
 

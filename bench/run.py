@@ -21,11 +21,6 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from phoihop_common.broker import EmbeddedBroker, free_port
-from phoihop_common.kafka import KafkaSettings, client_kwargs, ensure_topics, producer_kwargs
-from phoihop_common.stack import SERVICES, Stack
-from phoihop_schemas.codec import encode
-from phoihop_schemas.events import Received
 
 from bench import load, procs
 from bench.bus import (
@@ -41,6 +36,11 @@ from bench.bus import (
 )
 from bench.helpers import CpuWindow, MinimalEndpoint, ReceiverProcess, bound_by
 from bench.texts import generate
+from phoihop_common.broker import EmbeddedBroker, free_port
+from phoihop_common.kafka import KafkaSettings, client_kwargs, ensure_topics, producer_kwargs
+from phoihop_common.stack import SERVICES, Stack
+from phoihop_schemas.codec import encode
+from phoihop_schemas.events import Received
 
 PHASES = ("ceiling", "ingest", "e2e", "memory")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

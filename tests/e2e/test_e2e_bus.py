@@ -88,7 +88,8 @@ def _status(stack: Stack, rec_id: str, agency: str = "TT_HDND") -> dict[str, Any
 
 def _trail(stack: Stack, rec_id: str) -> list[dict[str, Any]]:
     resp = httpx.get(
-        f"{stack.url('audit')}/v1/recommendations/{rec_id}/trail", headers=_key("TT_HDND"),
+        f"{stack.url('audit')}/v1/recommendations/{rec_id}/trail",
+        headers=_key("TT_HDND"),
         timeout=10,
     )
     return list(resp.json()["events"]) if resp.status_code == 200 else []
@@ -118,8 +119,14 @@ def test_submission_is_assigned_signed_webhook_answered_and_trail_verifies(
     secret = _secret()
     _subscribe(
         config_dir,
-        [{"agency": COMMUNE, "url": receiver.url("/commune"), "secret": secret,
-          "event_types": ["assigned", "answered"]}],
+        [
+            {
+                "agency": COMMUNE,
+                "url": receiver.url("/commune"),
+                "secret": secret,
+                "event_types": ["assigned", "answered"],
+            }
+        ],
     )
     stack = _start(stack_factory, config_dir)
     rec_id = _submit(stack, ROAD_TEXT)
@@ -138,14 +145,17 @@ def test_submission_is_assigned_signed_webhook_answered_and_trail_verifies(
     # Another agency may not answer it.
     other = httpx.post(
         f"{stack.url('ingest')}/v1/recommendations/{rec_id}/answer",
-        json={"text": "Không phải của chúng tôi"}, headers=_key("SO_Y_TE"), timeout=30,
+        json={"text": "Không phải của chúng tôi"},
+        headers=_key("SO_Y_TE"),
+        timeout=30,
     )
     assert other.status_code in (403, 404), other.text
 
     answer = httpx.post(
         f"{stack.url('ingest')}/v1/recommendations/{rec_id}/answer",
         json={"text": "UBND xã đã đưa tuyến đường vào kế hoạch sửa chữa quý III."},
-        headers=_key(COMMUNE), timeout=30,
+        headers=_key(COMMUNE),
+        timeout=30,
     )
     assert answer.status_code == 202, answer.text
 
@@ -158,8 +168,10 @@ def test_submission_is_assigned_signed_webhook_answered_and_trail_verifies(
     assert verify.status_code == 200
     assert verify.json()["ok"] is True
 
-    done = _poll(lambda: (s := _status(stack, rec_id)) and s["status"] == "answered" and s,
-                 what="answered status")
+    done = _poll(
+        lambda: (s := _status(stack, rec_id)) and s["status"] == "answered" and s,
+        what="answered status",
+    )
     assert done["sequence"] == 3
 
 
@@ -176,8 +188,14 @@ def test_missed_deadline_escalates_to_the_supervisors_webhook(
     secret = _secret()
     _subscribe(
         config_dir,
-        [{"agency": "TT_HDND", "url": receiver.url("/hdnd"), "secret": secret,
-          "event_types": ["escalated"]}],
+        [
+            {
+                "agency": "TT_HDND",
+                "url": receiver.url("/hdnd"),
+                "secret": secret,
+                "event_types": ["escalated"],
+            }
+        ],
     )
     stack = _start(stack_factory, config_dir)
     rec_id = _submit(stack, ROAD_TEXT)

@@ -16,8 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from phoihop_common.config import load_reference
-from phoihop_common.stack import Stack
 from sqlalchemy.engine import make_url
 
 from bench.bus import (
@@ -32,6 +30,8 @@ from bench.bus import (
     scrape,
 )
 from bench.texts import generate
+from phoihop_common.config import load_reference
+from phoihop_common.stack import Stack
 from tests.faults.tcp_proxy import TcpProxy
 from tests.webhook_receiver import Delivery, WebhookReceiver
 

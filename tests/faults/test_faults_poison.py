@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_secret
+from bench.texts import generate
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
 from phoihop_common.stack import Stack
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
-
-from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_secret
-from bench.texts import generate
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(150)]

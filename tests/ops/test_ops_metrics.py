@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import REGISTRY
+
 from phoihop_common.metrics import ServiceMetrics, record_consumer_lag
 from phoihop_schemas.topics import DEAD_LETTER
-from prometheus_client import REGISTRY
 
 
 async def test_lag_is_end_offset_minus_position(kafka_bootstrap: str) -> None:

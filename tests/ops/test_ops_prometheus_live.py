@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from phoihop_common.broker import free_port
 from phoihop_common.stack import Stack
 from phoihop_schemas.topics import CANONICAL, INBOUND_RESPONSES, INBOUND_SUBMISSIONS

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from phoihop_schemas.topics import ALL_TOPICS, CANONICAL, CO_PARTITIONED, Role
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -306,6 +307,7 @@ def test_every_registry_topic_has_a_kafka_topic_with_replication_three() -> None
 
 def test_topics_init_creates_every_registry_topic(tmp_path: Path) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
+
     from phoihop_common.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(log_path=tmp_path / "broker.log").start()

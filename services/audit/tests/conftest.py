@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pydantic import BaseModel
+
 from phoihop_audit import trail
 from phoihop_audit.app import Runtime, build_runtime, create_app
 from phoihop_audit.settings import AuditSettings
@@ -26,7 +28,6 @@ from phoihop_schemas.events import (
     Received,
     Reporter,
 )
-from pydantic import BaseModel
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 RULE = Decision(rule="test-rule", version="1")

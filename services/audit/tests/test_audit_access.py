@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from phoihop_schemas.events import Reporter
 from sqlalchemy import text
+
+from phoihop_schemas.events import Reporter
 
 REPORTER = Reporter(name="Trần Thị Bình", phone="0987 654 321", address="Tổ 5, Phường Bắc Sơn")
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+
 from phoihop_audit import db, log, trail
 from phoihop_audit.app import Runtime
 from phoihop_audit.exceptions import KeyConfigError
 from phoihop_audit.keys import load_pii_cipher, load_signer
 from phoihop_audit.settings import AuditSettings
-from pydantic import ValidationError
-from sqlalchemy import text
 
 
 def test_concurrent_appenders_serialise_on_the_log_head(rt: Runtime, ev, new_id) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from phoihop_audit import merkle
 from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs

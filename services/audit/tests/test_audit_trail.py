@@ -9,11 +9,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from phoihop_audit import log, merkle
 from phoihop_audit.app import Runtime
 from phoihop_audit.keys import parse_public_key
 from phoihop_audit.settings import AuditSettings
-from sqlalchemy import text
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 

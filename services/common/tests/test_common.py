@@ -30,7 +30,7 @@ def test_reference_derives_a_commune_committee_per_unit(config_dir: Path) -> Non
 
 def test_invalid_config_names_the_file(config_dir: Path) -> None:
     (config_dir / "categories.yaml").write_text("categories: [ {code: X", encoding="utf-8")
-    with pytest.raises(ConfigError, match="categories.yaml"):
+    with pytest.raises(ConfigError, match=r"categories\.yaml"):
         load_reference(config_dir)
 
 
@@ -111,4 +111,5 @@ def test_embedded_broker_creates_topics_and_carries_records(tmp_path: Path) -> N
         assert value == b"v\xe1"
     finally:
         broker.stop()
-    assert broker.process is not None and broker.process.poll() is not None
+    assert broker.process is not None
+    assert broker.process.poll() is not None

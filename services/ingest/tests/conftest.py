@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from phoihop_common.broker import free_port
 from phoihop_ingest.settings import IngestSettings
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from aiokafka import ConsumerRecord
 from asgi_lifespan import LifespanManager
+
 from phoihop_ingest.app import create_app
 from phoihop_ingest.settings import IngestSettings
 

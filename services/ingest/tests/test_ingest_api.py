@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from ingest_testkit import ReadTopic, key, running_ingest
+
 from phoihop_common.broker import EmbeddedBroker, free_port
 from phoihop_common.kafka import KafkaSettings, ensure_topics
 from phoihop_ingest.idempotency import recommendation_id

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from ingest_testkit import ReadTopic, key, running_ingest
 from openpyxl import Workbook
+
 from phoihop_common.broker import free_port
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode

@@ -7,6 +7,7 @@ import json
 import httpx
 from aiokafka import AIOKafkaProducer
 from ingest_testkit import ReadTopic
+
 from phoihop_ingest.idempotency import recommendation_id
 from phoihop_schemas.codec import decode, encode
 from phoihop_schemas.events import InboundSubmission, Received, Reporter

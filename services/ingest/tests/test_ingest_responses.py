@@ -11,6 +11,7 @@ import httpx
 import pytest
 from aiohttp import web
 from ingest_testkit import ReadTopic, key, running_ingest
+
 from phoihop_common.broker import free_port
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 from asgi_lifespan import LifespanManager
+
 from phoihop_notify.app import create_app
 from phoihop_notify.channels import Channel
 from phoihop_notify.runtime import Runtime

@@ -6,11 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
 from phoihop_schemas.events import Assigned, Decision, Kind, Level, Received
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from standardwebhooks import Webhook
+
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
@@ -24,7 +26,6 @@ from phoihop_schemas.events import (
     Reporter,
 )
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER
-from standardwebhooks import Webhook
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
+
 from phoihop_common.broker import free_port
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
 from phoihop_schemas.events import Assigned, Decision, Kind, Level, Received
-from standardwebhooks import Webhook
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from standardwebhooks import Webhook
+
 from phoihop_notify.bodies import cloudevent_body
 from phoihop_notify.channels import signature_header
 from phoihop_notify.exceptions import UrlNotAllowedError
@@ -15,7 +17,6 @@ from phoihop_notify.policy import Outcome, Result, next_step, parse_retry_after
 from phoihop_notify.settings import DEFAULT_RETRY_SCHEDULE, NotifySettings
 from phoihop_notify.ssrf import check_addresses, check_url
 from phoihop_notify.store import new_secret
-from standardwebhooks import Webhook
 
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
 SCHEDULE = (0.0, 5.0, 300.0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from phoihop_routing.agents import INTERNAL_HEADER
 from phoihop_routing.app import Routing, create_app
 from phoihop_routing.settings import Settings

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from phoihop_common.config import default_config_dir, load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.rules import RulesError, load_rules

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+
 from phoihop_common.config import Duration, load_reference
 from phoihop_routing.deadlines import VN_TZ, WorkCalendar, after, before, end_of_day
 from phoihop_routing.escalation import Ladder, Superiors

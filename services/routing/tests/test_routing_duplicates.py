@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classification, Classifier
 from phoihop_routing.duplicates import (

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.evaluate import default_corpus, evaluate, load_corpus, main

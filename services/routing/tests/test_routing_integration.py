@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
 from phoihop_common.stack import tail

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from phoihop_common.config import Duration, Reference, commune_agency_code, load_reference
 from phoihop_routing.deadlines import WorkCalendar
 from phoihop_routing.escalation import Ladder, Superiors

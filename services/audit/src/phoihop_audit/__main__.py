@@ -7,12 +7,12 @@ import json
 import sys
 
 import uvicorn
-from phoihop_common.logs import configure_logging
 
 from phoihop_audit import db, log
 from phoihop_audit.app import create_app
 from phoihop_audit.keys import load_signer
 from phoihop_audit.settings import AuditSettings
+from phoihop_common.logs import configure_logging
 
 
 def verify_command(settings: AuditSettings) -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from phoihop_common.config import Reference
-from phoihop_schemas.events import Kind
 from sqlalchemy import ColumnElement, exists, select
 
 from phoihop_audit.db import involvement, recommendations
 from phoihop_audit.readmodel import Projection
+from phoihop_common.config import Reference
+from phoihop_schemas.events import Kind
 
 SEE_ALL_ROLES = frozenset({"supervisor", "triage"})
 

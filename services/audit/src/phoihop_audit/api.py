@@ -9,8 +9,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from phoihop_common.auth import API_KEY_HEADER
-from phoihop_common.metrics import metrics_response
 from sqlalchemy.exc import SQLAlchemyError
 
 from phoihop_audit import db, log, queries, reports
@@ -18,6 +16,8 @@ from phoihop_audit.access import Caller, caller_for
 from phoihop_audit.app import Runtime
 from phoihop_audit.exceptions import BadRequestError, NotFoundError
 from phoihop_audit.keys import public_key_b64
+from phoihop_common.auth import API_KEY_HEADER
+from phoihop_common.metrics import metrics_response
 
 router = APIRouter()
 

@@ -9,9 +9,6 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from fastapi import FastAPI
-from phoihop_common.auth import ApiKeys
-from phoihop_common.config import Reference, default_config_dir, load_reference
-from phoihop_common.logs import get_logger
 from sqlalchemy import Engine
 
 from phoihop_audit import db, log
@@ -19,6 +16,9 @@ from phoihop_audit.consumer import AuditConsumer
 from phoihop_audit.keys import PiiCipher, Signer, load_pii_cipher, load_signer
 from phoihop_audit.metrics import AuditMetrics
 from phoihop_audit.settings import AuditSettings
+from phoihop_common.auth import ApiKeys
+from phoihop_common.config import Reference, default_config_dir, load_reference
+from phoihop_common.logs import get_logger
 
 logger = get_logger(__name__)
 

@@ -8,18 +8,18 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
-from phoihop_common.dlq import dead_letter
-from phoihop_common.kafka import client_kwargs, producer_kwargs
-from phoihop_common.logs import get_logger
-from phoihop_common.metrics import record_consumer_lag
-from phoihop_schemas.codec import DecodeError, decode
-from phoihop_schemas.topics import CANONICAL
 from sqlalchemy import Engine
 
 from phoihop_audit import trail
 from phoihop_audit.keys import PiiCipher
 from phoihop_audit.metrics import AuditMetrics
 from phoihop_audit.settings import AuditSettings
+from phoihop_common.dlq import dead_letter
+from phoihop_common.kafka import client_kwargs, producer_kwargs
+from phoihop_common.logs import get_logger
+from phoihop_common.metrics import record_consumer_lag
+from phoihop_schemas.codec import DecodeError, decode
+from phoihop_schemas.topics import CANONICAL
 
 log = get_logger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from phoihop_common.metrics import ServiceMetrics
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, func, select
 
 from phoihop_audit.db import recommendations
 from phoihop_audit.readmodel import OPEN_STATUSES, OVERDUE_STATUSES
+from phoihop_common.metrics import ServiceMetrics
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from phoihop_common.config import Reference
-from phoihop_common.text import tokens
 from sqlalchemy import Engine, and_, func, or_, select
 
 from phoihop_audit.access import Caller, in_scope, reporter_cleared, scope_clause
@@ -18,6 +16,8 @@ from phoihop_audit.exceptions import KeyConfigError, NotFoundError
 from phoihop_audit.keys import PiiCipher
 from phoihop_audit.readmodel import OVERDUE_STATUSES, Projection, iso
 from phoihop_audit.trail import load_projection
+from phoihop_common.config import Reference
+from phoihop_common.text import tokens
 
 MAX_PAGE_SIZE = 200
 

@@ -21,7 +21,6 @@ from typing import Any, Literal
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, Side
 from openpyxl.utils import get_column_letter
-from phoihop_common.config import Reference
 from sqlalchemy import Engine, and_, select
 
 from phoihop_audit.access import Caller, scope_clause
@@ -29,6 +28,7 @@ from phoihop_audit.db import recommendations
 from phoihop_audit.exceptions import BadRequestError
 from phoihop_audit.queries import period_bounds
 from phoihop_audit.readmodel import OVERDUE_STATUSES
+from phoihop_common.config import Reference
 
 GroupBy = Literal["agency", "category", "locality"]
 TITLE = "TỔNG HỢP KẾT QUẢ GIẢI QUYẾT KIẾN NGHỊ CỬ TRI"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from phoihop_common.kafka import KafkaSettings
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from phoihop_common.kafka import KafkaSettings
 
 
 class AuditSettings(BaseSettings, KafkaSettings):

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from phoihop_schemas.codec import Envelope
-from phoihop_schemas.events import LifecycleEvent
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from phoihop_audit import merkle
 from phoihop_audit.db import HEAD_ID, WRITE, events, involvement, log_head, recommendations
 from phoihop_audit.keys import PiiCipher
 from phoihop_audit.readmodel import Projection, StoredEvent, project
+from phoihop_schemas.codec import Envelope
+from phoihop_schemas.events import LifecycleEvent
 
 CHUNK = 500
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from phoihop_schemas.events import Kind
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from phoihop_schemas.events import Kind
 
 
 class ConfigError(Exception):

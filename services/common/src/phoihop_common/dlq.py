@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
-from phoihop_schemas.codec import dead_letter_headers
-from phoihop_schemas.topics import DEAD_LETTER
 
 from phoihop_common.metrics import ServiceMetrics
+from phoihop_schemas.codec import dead_letter_headers
+from phoihop_schemas.topics import DEAD_LETTER
 
 
 async def dead_letter(

@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from phoihop_schemas.topics import ALL_TOPICS, Topic
 from pydantic import BaseModel, SecretStr
+
+from phoihop_schemas.topics import ALL_TOPICS, Topic
 
 
 class KafkaSettings(BaseModel):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from phoihop_schemas.topics import ALL_TOPICS
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from phoihop_common.kafka import KafkaSettings, ensure_topics
+from phoihop_schemas.topics import ALL_TOPICS
 
 
 class TopicsInitSettings(BaseSettings, KafkaSettings):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uvicorn
-from phoihop_common.logs import configure_logging
 
+from phoihop_common.logs import configure_logging
 from phoihop_ingest.app import create_app
 from phoihop_ingest.settings import IngestSettings
 

@@ -10,13 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from phoihop_common.auth import API_KEY_HEADER
-from phoihop_common.metrics import metrics_response
-from phoihop_schemas.codec import encode
-from phoihop_schemas.topics import INBOUND_RESPONSES
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
+from phoihop_common.auth import API_KEY_HEADER
+from phoihop_common.metrics import metrics_response
 from phoihop_ingest import bulk, responses
 from phoihop_ingest.app import Runtime, error_response
 from phoihop_ingest.exceptions import (
@@ -29,6 +27,8 @@ from phoihop_ingest.exceptions import (
 from phoihop_ingest.idempotency import MAX_KEY_CHARS
 from phoihop_ingest.submissions import SOURCE, Pending, submit_many
 from phoihop_ingest.validation import validate_submission
+from phoihop_schemas.codec import encode
+from phoihop_schemas.topics import INBOUND_RESPONSES
 
 router = APIRouter()
 IDEMPOTENCY_HEADER = "Idempotency-Key"

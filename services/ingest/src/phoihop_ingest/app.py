@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
 from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, load_reference
 from phoihop_common.logs import get_logger
-from sqlalchemy import Engine
-
 from phoihop_ingest.audit_client import AuditClient
 from phoihop_ingest.consumer import InboundConsumer
 from phoihop_ingest.exceptions import IngestError, StoreUnavailableError, UnavailableError

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from phoihop_common.auth import API_KEY_HEADER
 
+from phoihop_common.auth import API_KEY_HEADER
 from phoihop_ingest.exceptions import AuditUnavailableError, NotFoundError
 
 

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from phoihop_common.config import Reference
-from phoihop_schemas.events import Submission
-
 from phoihop_ingest.exceptions import (
     IngestError,
     InvalidInputError,
@@ -35,6 +33,7 @@ from phoihop_ingest.metrics import IngestMetrics
 from phoihop_ingest.publisher import Publisher
 from phoihop_ingest.submissions import Pending, submit_many
 from phoihop_ingest.validation import validate_submission
+from phoihop_schemas.events import Submission
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CONTENT_TYPES: dict[str, str] = {

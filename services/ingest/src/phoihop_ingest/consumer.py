@@ -9,14 +9,11 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import KafkaError
+
 from phoihop_common.config import Reference
 from phoihop_common.dlq import dead_letter
 from phoihop_common.kafka import client_kwargs
 from phoihop_common.logs import get_logger
-from phoihop_schemas.codec import DecodeError, decode
-from phoihop_schemas.events import InboundSubmission
-from phoihop_schemas.topics import INBOUND_SUBMISSIONS
-
 from phoihop_ingest.exceptions import InvalidInputError, UnavailableError
 from phoihop_ingest.idempotency import MAX_KEY_CHARS, IdempotencyStore
 from phoihop_ingest.metrics import IngestMetrics
@@ -24,6 +21,9 @@ from phoihop_ingest.publisher import Publisher
 from phoihop_ingest.settings import IngestSettings
 from phoihop_ingest.submissions import Pending, submit_many
 from phoihop_ingest.validation import check_submission
+from phoihop_schemas.codec import DecodeError, decode
+from phoihop_schemas.events import InboundSubmission
+from phoihop_schemas.topics import INBOUND_SUBMISSIONS
 
 log = get_logger(__name__)
 TOPIC = INBOUND_SUBMISSIONS.name

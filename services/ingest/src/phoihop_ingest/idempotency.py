@@ -20,7 +20,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from phoihop_schemas.events import Submission
 from sqlalchemy import (
     Column,
     DateTime,
@@ -38,6 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from phoihop_ingest.exceptions import StoreUnavailableError
+from phoihop_schemas.events import Submission
 
 ID_NAMESPACE = uuid.UUID("0b6f5a3e-2c7d-4e41-8f0a-696e67657374")
 MAX_KEY_CHARS = 200

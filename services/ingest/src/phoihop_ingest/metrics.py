@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from phoihop_common.metrics import ServiceMetrics
 from prometheus_client import Counter
+
+from phoihop_common.metrics import ServiceMetrics
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+
 from phoihop_common.kafka import ensure_topics, producer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import ServiceMetrics
-from phoihop_schemas.codec import Record
-from phoihop_schemas.topics import CANONICAL, DEAD_LETTER, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
-
 from phoihop_ingest.exceptions import BrokerUnavailableError
 from phoihop_ingest.settings import IngestSettings
+from phoihop_schemas.codec import Record
+from phoihop_schemas.topics import CANONICAL, DEAD_LETTER, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
 
 log = get_logger(__name__)
 

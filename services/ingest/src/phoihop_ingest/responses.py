@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from phoihop_common.config import Reference
+from phoihop_ingest.exceptions import ForbiddenError, InvalidInputError, NotFoundError
+from phoihop_ingest.validation import errors_of, reason_of
 from phoihop_schemas.events import (
     MAX_TEXT_CHARS,
     Code,
@@ -17,10 +21,6 @@ from phoihop_schemas.events import (
     ResponseAction,
     Text,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from phoihop_ingest.exceptions import ForbiddenError, InvalidInputError, NotFoundError
-from phoihop_ingest.validation import errors_of, reason_of
 
 RESPONSE_NAMESPACE = uuid.UUID("5d3b8f8e-0f6c-4b7a-9d1e-726573706f6e")
 

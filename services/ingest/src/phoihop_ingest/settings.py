@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from phoihop_common.config import default_config_dir
 from phoihop_common.kafka import KafkaSettings
 from phoihop_schemas.events import MAX_TEXT_CHARS
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class IngestSettings(BaseSettings, KafkaSettings):

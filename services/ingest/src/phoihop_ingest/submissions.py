@@ -9,10 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from phoihop_common.logs import get_logger
-from phoihop_schemas.codec import encode
-from phoihop_schemas.events import Received, Submission
-from phoihop_schemas.topics import CANONICAL
-
 from phoihop_ingest.exceptions import StoreUnavailableError
 from phoihop_ingest.idempotency import (
     Claim,
@@ -22,6 +18,9 @@ from phoihop_ingest.idempotency import (
     recommendation_id,
 )
 from phoihop_ingest.publisher import Publisher
+from phoihop_schemas.codec import encode
+from phoihop_schemas.events import Received, Submission
+from phoihop_schemas.topics import CANONICAL
 
 log = get_logger(__name__)
 

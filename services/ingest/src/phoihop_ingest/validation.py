@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from phoihop_common.config import Reference
-from phoihop_schemas.events import Kind, Submission
 from pydantic import ValidationError
 
+from phoihop_common.config import Reference
 from phoihop_ingest.exceptions import InvalidInputError
+from phoihop_schemas.events import Kind, Submission
 
 # Anonymous complaints and denunciations are not handled (Law on Complaints art. 8,
 # Law on Denunciation art. 23): the reporter must be identified.

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uvicorn
-from phoihop_common.logs import configure_logging
 
+from phoihop_common.logs import configure_logging
 from phoihop_notify.app import create_app
 from phoihop_notify.settings import NotifySettings
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from phoihop_common.auth import API_KEY_HEADER
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+from phoihop_common.auth import API_KEY_HEADER
 from phoihop_notify import store
 from phoihop_notify.config import EVENT_TYPES
 from phoihop_notify.exceptions import InvalidSubscriptionError, ScopeNotAllowedError

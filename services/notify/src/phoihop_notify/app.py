@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from phoihop_common.metrics import metrics_response
 from starlette.responses import JSONResponse, Response
 
+from phoihop_common.metrics import metrics_response
 from phoihop_notify.api import ApiError, error_response, router
 from phoihop_notify.channels import Channel
 from phoihop_notify.exceptions import NotFoundError, NotifyError, ScopeNotAllowedError

@@ -6,11 +6,11 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from phoihop_common.config import ConfigError, Reference, read_yaml
-from phoihop_schemas.events import LIFECYCLE_EVENTS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from phoihop_common.config import ConfigError, Reference, read_yaml
 from phoihop_notify.matching import Scope
+from phoihop_schemas.events import LIFECYCLE_EVENTS
 
 NAMESPACE = uuid.UUID("0b7d0c55-2f4f-4a8e-9a52-6e6f74696679")
 EVENT_TYPES = frozenset(m.event_name for m in LIFECYCLE_EVENTS)

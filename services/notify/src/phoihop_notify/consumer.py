@@ -8,19 +8,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy import Engine
+
 from phoihop_common.dlq import dead_letter
 from phoihop_common.kafka import client_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import record_consumer_lag
-from phoihop_schemas.codec import DecodeError, decode
-from phoihop_schemas.events import LifecycleEvent
-from phoihop_schemas.topics import LIFECYCLE_TOPICS
-from sqlalchemy import Engine
-
 from phoihop_notify import store
 from phoihop_notify.bodies import envelope_attributes
 from phoihop_notify.metrics import NotifyMetrics
 from phoihop_notify.settings import NotifySettings
+from phoihop_schemas.codec import DecodeError, decode
+from phoihop_schemas.events import LifecycleEvent
+from phoihop_schemas.topics import LIFECYCLE_TOPICS
 
 log = get_logger(__name__)
 

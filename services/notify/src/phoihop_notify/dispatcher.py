@@ -11,11 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from phoihop_common.logs import get_logger
-from phoihop_schemas.codec import outcome_event_id
-from phoihop_schemas.events import NotificationOutcome
 from sqlalchemy import Engine
 
+from phoihop_common.logs import get_logger
 from phoihop_notify import store
 from phoihop_notify.bodies import cloudevent_body, summary
 from phoihop_notify.channels import Channel, Message, Target
@@ -24,6 +22,8 @@ from phoihop_notify.metrics import NotifyMetrics
 from phoihop_notify.policy import Outcome, Result, next_step
 from phoihop_notify.settings import NotifySettings
 from phoihop_notify.ssrf import check_url
+from phoihop_schemas.codec import outcome_event_id
+from phoihop_schemas.events import NotificationOutcome
 
 log = get_logger(__name__)
 LEASE_MARGIN = timedelta(seconds=5)  # after the request timeout, a crashed attempt is retried

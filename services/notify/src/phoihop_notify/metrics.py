@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from phoihop_common.metrics import ServiceMetrics
 from prometheus_client import Counter, Gauge, Histogram
+
+from phoihop_common.metrics import ServiceMetrics
 
 DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 

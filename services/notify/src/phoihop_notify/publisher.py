@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from sqlalchemy import Engine
+
 from phoihop_common.logs import get_logger
+from phoihop_notify import store
+from phoihop_notify.metrics import NotifyMetrics
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import NotificationOutcome
 from phoihop_schemas.topics import CANONICAL
-from sqlalchemy import Engine
-
-from phoihop_notify import store
-from phoihop_notify.metrics import NotifyMetrics
 
 log = get_logger(__name__)
 SOURCE = "/phoihop/notify"

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import Engine
+
 from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, load_reference
 from phoihop_common.kafka import ensure_topics, producer_kwargs
 from phoihop_common.logs import get_logger
-from sqlalchemy import Engine
-
 from phoihop_notify import store
 from phoihop_notify.channels import Channel, EmailChannel, WebhookChannel
 from phoihop_notify.config import load_subscriptions

@@ -7,10 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from phoihop_common.config import default_config_dir
-from phoihop_common.kafka import KafkaSettings
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from phoihop_common.config import default_config_dir
+from phoihop_common.kafka import KafkaSettings
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 

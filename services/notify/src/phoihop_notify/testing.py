@@ -10,15 +10,16 @@ from typing import Any, TypeVar
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
 from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, producer_kwargs
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import LifecycleEvent
 from phoihop_schemas.topics import CANONICAL
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ import sys
 from typing import Any
 
 import structlog
-from phoihop_common.logs import configure_logging, get_logger
 
+from phoihop_common.logs import configure_logging, get_logger
 from phoihop_routing.app import create_app
 from phoihop_routing.settings import Settings
 

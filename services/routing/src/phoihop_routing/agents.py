@@ -49,20 +49,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from phoihop_common.logs import get_logger
-from phoihop_common.metrics import ServiceMetrics
-from phoihop_schemas import codec
-from phoihop_schemas.events import Decision, Level, LifecycleEvent, Received, Response
-from phoihop_schemas.topics import (
-    CANONICAL,
-    DEAD_LETTER,
-    ROUTING_COMMANDS,
-    ROUTING_DEDUP,
-    ROUTING_TIMERS,
-)
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from phoihop_common.logs import get_logger
+from phoihop_common.metrics import ServiceMetrics
 from phoihop_routing import duplicates
 from phoihop_routing.classify import Classification, Classifier
 from phoihop_routing.duplicates import CaseSignature, bucket_key, find_duplicate, signature
@@ -81,6 +72,15 @@ from phoihop_routing.lifecycle import (
     Tick,
     apply,
     next_due,
+)
+from phoihop_schemas import codec
+from phoihop_schemas.events import Decision, Level, LifecycleEvent, Received, Response
+from phoihop_schemas.topics import (
+    CANONICAL,
+    DEAD_LETTER,
+    ROUTING_COMMANDS,
+    ROUTING_DEDUP,
+    ROUTING_TIMERS,
 )
 
 SOURCE = "/phoihop/routing"

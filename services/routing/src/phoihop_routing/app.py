@@ -26,9 +26,17 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+
 from phoihop_common.config import Reference, load_reference
 from phoihop_common.kafka import KafkaSettings
 from phoihop_common.metrics import metrics_response
+from phoihop_routing.agents import Incoming, Pipeline, routing_metrics
+from phoihop_routing.classify import Classifier
+from phoihop_routing.deadlines import WorkCalendar
+from phoihop_routing.escalation import Ladder, Superiors
+from phoihop_routing.exceptions import RoutingError
+from phoihop_routing.lifecycle import Policy
+from phoihop_routing.settings import Settings
 from phoihop_schemas.topics import (
     CANONICAL,
     INBOUND_RESPONSES,
@@ -37,14 +45,6 @@ from phoihop_schemas.topics import (
     ROUTING_DEDUP,
     ROUTING_TIMERS,
 )
-
-from phoihop_routing.agents import Incoming, Pipeline, routing_metrics
-from phoihop_routing.classify import Classifier
-from phoihop_routing.deadlines import WorkCalendar
-from phoihop_routing.escalation import Ladder, Superiors
-from phoihop_routing.exceptions import RoutingError
-from phoihop_routing.lifecycle import Policy
-from phoihop_routing.settings import Settings
 
 APP_ID = f"{PREFIX}-routing"
 

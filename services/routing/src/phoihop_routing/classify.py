@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phoihop_common.config import Reference, commune_agency_code
-from phoihop_schemas.events import Decision, Kind, Level
-
 from phoihop_routing.rules import RULES_FILE, CompiledRule, Hit, RoutingRules, load_rules
 from phoihop_routing.textmatch import MatchText, fold_phrase
+from phoihop_schemas.events import Decision, Kind, Level
 
 TRIAGE_AGENCY = "TT_HDND"
 FORWARDER_AGENCY = "DOAN_DBQH"

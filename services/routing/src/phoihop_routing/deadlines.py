@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import holidays
+
 from phoihop_common.config import Duration
 
 VN_TZ = timezone(timedelta(hours=7), "ICT")

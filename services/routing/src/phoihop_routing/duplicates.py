@@ -43,10 +43,9 @@ from itertools import pairwise
 from typing import Any
 
 from phoihop_common.text import fold, nfc
-from phoihop_schemas.events import Decision
-
 from phoihop_routing.classify import STOPWORDS, Classification
 from phoihop_routing.textmatch import MatchText
+from phoihop_schemas.events import Decision
 
 SIGNATURE_VERSION = "dup.2026.10.1"
 NATIONAL_BUCKET = "national"

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from phoihop_common.config import Duration, Reference, SlaPolicies
-
 from phoihop_routing.deadlines import WorkCalendar, after, before
 
 SUPERIOR = "superior"

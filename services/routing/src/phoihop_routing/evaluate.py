@@ -20,10 +20,9 @@ from itertools import combinations
 from pathlib import Path
 
 from phoihop_common.config import default_config_dir, load_reference
-from phoihop_schemas.events import Kind
-
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import CaseSignature, bucket_key, find_duplicate, signature
+from phoihop_schemas.events import Kind
 
 CORPUS_ENV = "PHOIHOP_EVAL_CORPUS"
 

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from phoihop_common.config import Duration, SlaPolicies
+from phoihop_routing.deadlines import after
+from phoihop_routing.escalation import Ladder
+from phoihop_routing.exceptions import RejectedError
 from phoihop_schemas.events import (
     Accepted,
     Answered,
@@ -51,11 +56,6 @@ from phoihop_schemas.events import (
     ResponseAction,
     Status,
 )
-from pydantic import BaseModel, ConfigDict
-
-from phoihop_routing.deadlines import after
-from phoihop_routing.escalation import Ladder
-from phoihop_routing.exceptions import RejectedError
 
 LIFECYCLE_VERSION = "lifecycle-1"
 PROCESSED_KEPT = 64

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from phoihop_common.config import ConfigError, read_yaml
-from phoihop_schemas.events import Level
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from phoihop_common.config import ConfigError, read_yaml
 from phoihop_routing.textmatch import MatchText, contains, exact_phrase, fold_phrase
+from phoihop_schemas.events import Level
 
 RULES_FILE = "routing_rules.yaml"
 

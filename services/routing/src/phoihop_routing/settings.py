@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phoihop_common.config import default_config_dir
-from phoihop_common.kafka import KafkaSettings
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from phoihop_common.config import default_config_dir
+from phoihop_common.kafka import KafkaSettings
 
 
 class Settings(BaseSettings, KafkaSettings):

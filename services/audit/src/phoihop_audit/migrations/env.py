@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from phoihop_audit.db import VERSION_TABLE, metadata
 
 connection = context.config.attributes["connection"]
