@@ -69,7 +69,7 @@ class Sizes:
 
 
 FULL = Sizes(30_000, 10.0, 32, 100.0, 30.0, 10_000, 20_000, GOAL_OPEN_CASES, 5_000, 900.0)
-QUICK = Sizes(5_000, 4.0, 32, 100.0, 6.0, 2_000, 2_000, 5_000, 1_000, 180.0)
+QUICK = Sizes(5_000, 4.0, 32, 100.0, 6.0, 2_000, 2_000, 5_000, 1_000, 120.0)
 
 
 def _bodies(start: int) -> Iterator[dict[str, Any]]:
@@ -467,6 +467,9 @@ class Bench:
             lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
             steady = (len(times) * 9) // 10 - len(times) // 10
             out["sustained_per_s"] = round(steady / (hi - lo), 1) if hi > lo else None
+            out["webhooks_done_after_s"] = round(max(receipts.values()) - first, 1)
+            if done["audit_reached_at"]:
+                out["audit_done_after_s"] = round(done["audit_reached_at"] - first, 1)
         return out
 
     def memory_phase(self) -> dict[str, Any]:
@@ -583,7 +586,13 @@ class Bench:
         goals: list[dict[str, Any]] = []
 
         def add(
-            name: str, value: Any, target: str, met: bool | None, phase_cpu: Any, note: str = ""
+            name: str,
+            value: Any,
+            target: str,
+            met: bool | None,
+            phase_cpu: Any,
+            note: str = "",
+            stage: str = "",
         ) -> None:
             entry: dict[str, Any] = {
                 "goal": name, "value": value, "target": target,
@@ -592,14 +601,15 @@ class Bench:
             if note:
                 entry["note"] = note
             if met is False and phase_cpu:
-                entry["bound_by"] = bound_by(phase_cpu, cores=CORES)
+                entry["bound_by"] = stage + bound_by(phase_cpu, cores=CORES)
                 entry["profiler"] = "py-spy/pyinstrument not installed: CPU time from /proc"
             goals.append(entry)
 
         sat = r.get("e2e", {}).get("saturation", {})
         v = sat.get("sustained_per_s")
         add("e2e sustained throughput", v, f">= {GOAL_E2E_PER_S:.0f} rec/s",
-            None if v is None else v >= GOAL_E2E_PER_S, sat.get("cpu"))  # fmt: skip
+            None if v is None else v >= GOAL_E2E_PER_S, sat.get("cpu"),
+            stage=_slowest_stage(sat))  # fmt: skip
         single = r.get("ingest", {}).get("single", {})
         minimal = r.get("ceiling", {}).get("http", {})
         ratio = None
@@ -610,7 +620,8 @@ class Bench:
         fixed = r.get("e2e", {}).get("fixed_rate", {})
         p99 = fixed.get("p99_ms")
         add("e2e p99 at 100 rec/s", p99, f"<= {GOAL_P99_MS:.0f} ms",
-            None if p99 is None else p99 <= GOAL_P99_MS, fixed.get("cpu"))  # fmt: skip
+            None if p99 is None else p99 <= GOAL_P99_MS, fixed.get("cpu"),
+            stage=_slowest_stage(fixed))  # fmt: skip
         mem = r.get("memory", {})
         after = mem.get("rss_after_mb") or {}
         peaks = {n: after[n]["peak_mb"] for n in SERVICES if n in after}
@@ -622,6 +633,19 @@ class Bench:
         add("peak RSS per service with open cases", peaks or None, f"<= {GOAL_RSS_MB:.0f} MB",
             None if worst is None else worst <= GOAL_RSS_MB, mem.get("cpu"), note)  # fmt: skip
         return goals
+
+
+def _slowest_stage(e2e: dict[str, Any]) -> str:
+    """Which stage lags, from when audit had stored everything versus the last webhook."""
+    audit_s, hooks_s = e2e.get("audit_done_after_s"), e2e.get("webhooks_done_after_s")
+    incomplete = e2e.get("webhook_delivered", 0) < e2e.get("submitted_ok", 0)
+    if audit_s is not None and hooks_s is not None and (incomplete or hooks_s > 2 * audit_s):
+        return (
+            f"slowest stage: webhook delivery (notify) — audit had stored all "
+            f"{e2e.get('submitted_ok')} routing outcomes {audit_s:.0f} s after the first "
+            f"submission, webhooks reached {e2e.get('webhook_delivered')} after {hooks_s:.0f} s. "
+        )
+    return ""
 
 
 def write(results: dict[str, Any]) -> Path:

@@ -36,6 +36,33 @@ def test_matching_ignores_diacritics(classifier: Classifier) -> None:
 @pytest.mark.parametrize(
     ("text", "category", "level"),
     [
+        # with diacritics, look-alike folded words are told apart: "đề nghị đình chỉ" is not a
+        # "nghị định", "đường sát nhà" not a "đường sắt", "cống chung" not "công chứng",
+        # "đại diện" not "điện"
+        (
+            "Đề nghị đình chỉ xưởng sơn Hòa Bình xả khói đen, mùi khét vào khu dân cư.",
+            "MOI_TRUONG",
+            Level.TINH,
+        ),
+        (
+            "Quán hát ở ngay Thiên Đường sát nhà tôi mở loa hò hét đến nửa đêm, đề nghị phường "
+            "xử lý.",
+            "AN_NINH_TRAT_TU",
+            Level.XA,
+        ),
+        (
+            "Ông Lý, đại diện 20 hộ, trình bày tiền đền bù đất ruộng bị thu hồi chưa được trả.",
+            "DAT_DAI",
+            Level.TINH,
+        ),
+        # old and new tone placement are the same word
+        ("Đề nghị xã tổ chức hoà giải vụ hộ liền kề xây tường lấn vườn.", "DAT_DAI", Level.XA),
+        # money asked for another object is a means: the object decides the field
+        (
+            "Đề nghị xã bố trí kinh phí đổ bê tông đường trục thôn Nà Cọ.",
+            "GIAO_THONG",
+            Level.XA,
+        ),
         # a national rule wins over the subject: certificates are provincial, their rules not
         (
             "Đề nghị Chính phủ sửa đổi nghị định về cấp giấy chứng nhận quyền sử dụng đất cho "

@@ -66,6 +66,17 @@ DUPLICATES = [
         id="polluting workshop, meeting vs denunciation",
     ),
     pytest.param(
+        "Cử tri thôn Nà Cọ đề nghị làm lại đường nối thôn Nà Cọ với thôn Khuổi Mường, mặt đường "
+        "đá hộc lởm chởm.",
+        "Duong tu Na Co sang Khuoi Muong da hoc lom chom, xe may di rat kho, de nghi xa lam lai.",
+        id="hamlets named without 'thôn' in the web form",
+    ),
+    pytest.param(
+        "Cử tri thôn Pác Bó đề nghị lắp đèn chiếu sáng trên trục đường chính của thôn.",
+        "Trục đường thôn Pác Bó tối om, không có bóng điện nào, mong xã cho lắp đèn đường.",
+        id="street lights of one hamlet, other words",
+    ),
+    pytest.param(
         "Chợ Cầu Trắng có nhiều ki-ốt bỏ trống nhưng ban quản lý chợ không cho người khác thuê.",
         "Cho Cau Trang ki ot bo trong ca nam, tieu thuong xin thue khong duoc, de nghi xa xem lai.",
         id="market, no diacritics",
@@ -93,6 +104,16 @@ NEAR_MISSES = [
         "Chợ Cầu Trắng có nhiều ki-ốt bỏ trống, đề nghị xã thu hồi giao cho tiểu thương.",
         "Chợ Gò Mây có nhiều ki-ốt bỏ trống, đề nghị xã thu hồi giao cho tiểu thương.",
         id="another market",
+    ),
+    pytest.param(
+        "Cử tri đề nghị kiểm tra Trường THPT Hồng Lĩnh thiếu phòng học.",
+        "Cử tri đề nghị kiểm tra cho Trường THPT Trần Phú thiếu phòng học.",
+        id="another school, 'cho' before the name",
+    ),
+    pytest.param(
+        "Đề nghị kiểm tra quầy thuốc Hồng Ân ở thôn Bản Chang bán thuốc quá hạn.",
+        "Đề nghị kiểm tra phòng khám Hồng Phúc ở thôn Bản Chang hành nghề không phép.",
+        id="another health facility in the same hamlet",
     ),
     pytest.param(
         "Đề nghị mở rộng Quốc lộ 2C đoạn qua trung tâm xã, lòng đường quá hẹp.",

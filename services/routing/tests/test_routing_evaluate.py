@@ -48,6 +48,21 @@ def test_dev_corpus_figures(classifier: Classifier) -> None:
     assert report.level_accuracy >= 0.8
 
 
+WRITTEN = Path(__file__).parent / "data" / "written.jsonl"
+
+
+def test_written_corpus_figures(classifier: Classifier) -> None:
+    """A second labelled set, worded unlike dev.jsonl and with other named objects."""
+    records = load_corpus(WRITTEN)
+    assert len(records) >= 100
+    report = evaluate(records=records, classifier=classifier)
+    assert report.category_accuracy >= 0.95
+    assert report.level_accuracy >= 0.95
+    assert report.agency_accuracy >= 0.95
+    assert report.duplicate_precision >= 0.95
+    assert report.duplicate_recall >= 0.95
+
+
 def test_merged_items_join_their_targets_group(tmp_path: Path, classifier: Classifier) -> None:
     corpus = tmp_path / "mini.jsonl"
     lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from phoihop_ingest.exceptions import (
     UnavailableError,
 )
 from phoihop_ingest.idempotency import MAX_KEY_CHARS
-from phoihop_ingest.submissions import SOURCE, Pending, submit_many
+from phoihop_ingest.submissions import RECEIVED_TOPIC, SOURCE, Pending, submit_many
 from phoihop_ingest.validation import validate_submission
 from phoihop_schemas.codec import encode
 from phoihop_schemas.topics import INBOUND_RESPONSES
@@ -115,10 +116,12 @@ async def submit(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JS
         metrics.count("rejected")
         raise
     pending = Pending(submission=submission, agency=caller.agency, key=key or submission.source_ref)
+    started = time.perf_counter()
     try:
         [outcome] = await submit_many(
             items=[pending], publisher=runtime.publisher, store=runtime.store
         )
+        metrics.service.processing.labels(RECEIVED_TOPIC).observe(time.perf_counter() - started)
     except UnavailableError:
         metrics.count("unavailable")
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from phoihop_common.config import Reference
 from phoihop_common.dlq import dead_letter
 from phoihop_common.kafka import client_kwargs
 from phoihop_common.logs import get_logger
+from phoihop_common.metrics import record_consumer_lag
 from phoihop_ingest.exceptions import InvalidInputError, UnavailableError
 from phoihop_ingest.idempotency import MAX_KEY_CHARS, IdempotencyStore
 from phoihop_ingest.metrics import IngestMetrics
@@ -120,12 +122,17 @@ class InboundConsumer:
                 batches = await self.consumer.getmany(
                     timeout_ms=500, max_records=self.settings.consumer_batch_size
                 )
+                await record_consumer_lag(self.metrics.service, self.consumer)
                 records = [r for part in batches.values() for r in part]
                 if not records:
                     continue
+                started = time.perf_counter()
                 try:
                     await self.process(records)
                     await self.consumer.commit()
+                    per_record = (time.perf_counter() - started) / len(records)
+                    for _ in records:
+                        self.metrics.service.processing.labels(TOPIC).observe(per_record)
                 except (UnavailableError, KafkaError) as exc:
                     # Nothing committed: read the batch again once the outage is over.
                     log.warning("inbound_batch_retry", error=str(exc), records=len(records))

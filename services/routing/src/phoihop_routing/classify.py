@@ -23,7 +23,7 @@ from pathlib import Path
 
 from phoihop_common.config import Reference, commune_agency_code
 from phoihop_routing.rules import RULES_FILE, CompiledRule, Hit, RoutingRules, load_rules
-from phoihop_routing.textmatch import MatchText, fold_phrase
+from phoihop_routing.textmatch import MatchText, exact_phrase, fold_phrase
 from phoihop_schemas.events import Decision, Kind, Level
 
 TRIAGE_AGENCY = "TT_HDND"
@@ -57,6 +57,8 @@ class Classification:
     national_scope: bool = False
     # ids of the category rules that matched: concepts shared by paraphrases
     concepts: tuple[str, ...] = field(default=())
+    # the matched rules of the chosen category only: what the concern is about
+    field_concepts: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class Classifier:
         self.reference = reference
         self._levels = tuple(CompiledRule.of(r) for r in rules.levels)
         self._categories = tuple(CompiledRule.of(r) for r in rules.categories)
-        self._vocabulary = _vocabulary(rules=rules, reference=reference)
+        self._vocabulary = _vocabulary(rules=rules, reference=reference, toned=False)
+        self._vocabulary_toned = _vocabulary(rules=rules, reference=reference, toned=True)
         self._triage = _agency_with_role(reference, "triage", TRIAGE_AGENCY)
         self._forwarder = _agency_with_role(reference, "forwarder", FORWARDER_AGENCY)
 
@@ -149,6 +152,7 @@ class Classifier:
             ),
             national_scope=national,
             concepts=tuple(sorted(h.rule.id for s in scores.values() for h in s.hits)),
+            field_concepts=tuple(sorted(h.rule.id for h in best.hits)),
         )
 
     def agency_for(self, *, category: str, level: Level, locality: str) -> str:
@@ -186,10 +190,17 @@ class Classifier:
     def _vocabulary_scores(self, mt: MatchText) -> tuple[dict[str, float], dict[str, list[str]]]:
         scores: dict[str, float] = defaultdict(float)
         tokens: dict[str, list[str]] = defaultdict(list)
-        for word in dict.fromkeys(mt.words()):
-            for cat, w in self._vocabulary.get(word, {}).items():
+        # with diacritics, "đền" (temple) is not "đèn" (lamp) nor "đen" (black)
+        if mt.has_diacritics:
+            words = dict(zip(mt.exact_words(), mt.written_words(), strict=True))
+            vocabulary = self._vocabulary_toned
+        else:
+            words = {w: w for w in mt.words()}
+            vocabulary = self._vocabulary
+        for word, written in words.items():
+            for cat, w in vocabulary.get(word, {}).items():
                 scores[cat] += w
-                tokens[cat].append(word)
+                tokens[cat].append(written)
         return scores, tokens
 
     def _level(
@@ -274,11 +285,14 @@ def _agency_with_role(reference: Reference, role: str, fallback: str) -> str:
     return found[0].code if found else fallback
 
 
-def _vocabulary(*, rules: RoutingRules, reference: Reference) -> dict[str, dict[str, float]]:
+def _vocabulary(
+    *, rules: RoutingRules, reference: Reference, toned: bool
+) -> dict[str, dict[str, float]]:
     """Token -> {category: weight}, from the rules' terms and the categories' covers lists.
 
     A token used by one category weighs 1, by k categories 1/k; tokens used by more than
-    three categories and stop words are dropped. No labelled data is involved.
+    three categories and stop words are dropped. No labelled data is involved. Tokens are
+    folded words, or with `toned` words with their diacritics (for texts that have them).
     """
     used: dict[str, set[str]] = defaultdict(set)
     sources: list[tuple[str, str]] = [
@@ -288,8 +302,10 @@ def _vocabulary(*, rules: RoutingRules, reference: Reference) -> dict[str, dict[
     for category, phrase in sources:
         if category == rules.unplaced_category:
             continue
-        for word in fold_phrase(phrase).split():
-            if word not in STOPWORDS and not word.isdigit() and len(word) > 1:
+        words = exact_phrase(phrase).split() if toned else fold_phrase(phrase).split()
+        for word in words:
+            plain = fold_phrase(word)
+            if plain not in STOPWORDS and not plain.isdigit() and len(plain) > 1:
                 used[word].add(category)
     return {
         word: {cat: 1.0 / len(cats) for cats_ in [cats] for cat in cats_}

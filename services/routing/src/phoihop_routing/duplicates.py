@@ -47,11 +47,14 @@ from phoihop_routing.classify import STOPWORDS, Classification
 from phoihop_routing.textmatch import MatchText
 from phoihop_schemas.events import Decision
 
-SIGNATURE_VERSION = "dup.2026.10.1"
+SIGNATURE_VERSION = "dup.2026.10.2"
 NATIONAL_BUCKET = "national"
 # similarity needed to merge: same field and level, or not
 THRESHOLD = 0.3
 THRESHOLD_OTHER_FIELD = 0.45
+# bonus per shared weak identifier (hamlet, alley, street), more when the concern is the same
+WEAK_OBJECT = 0.05
+WEAK_OBJECT_SAME_CONCERN = 0.1
 # without a field rule in common, only this much shared wording still counts as one concern
 DIFFERENT_CONCERN_WORDS = 0.4
 
@@ -61,7 +64,7 @@ _DUP_STOPWORDS = STOPWORDS | frozenset(
     tiep tuc van dan lau roi lam xin mong muon kien nghi dong thoi yeu cau tat ca moi
     dem buoi sang toi chieu tren duoi gan xa cach hang nam khoang m km ha tan lan nhieu
     it dang phai di cung da nay do nen neu vi vay duoc tra loi ro bao gio dan bi trinh
-    bay nop so pho dung
+    bay nop so pho dung khieu nai muc hien hanh
     """.split()  # noqa: SIM905
 )
 
@@ -78,9 +81,16 @@ _OBJECT_WORDS: tuple[tuple[str, str], ...] = (
     ("trạm bơm", "pump"),
     ("nhà máy", "plant"),
     ("công ty", "plant"),
-    ("nhà thuốc", "shop"),
+    ("nhà thuốc", "health"),
+    ("quầy thuốc", "health"),
+    ("hiệu thuốc", "health"),
+    ("phòng khám", "health"),
     ("đại lý", "shop"),
     ("tạp hóa", "shop"),
+    ("cửa hàng", "shop"),
+    ("quán karaoke", "shop"),
+    ("quán", "shop"),
+    ("xưởng", "plant"),
     ("dự án", "project"),
     ("khu đô thị mới", "project"),
     ("khu đô thị", "project"),
@@ -96,6 +106,12 @@ _OBJECT_WORDS: tuple[tuple[str, str], ...] = (
     ("bệnh viện", "hospital"),
     ("đình", "relic"),
     ("chùa", "relic"),
+    ("đền", "relic"),
+    ("hang", "relic"),
+    ("sông", "river"),
+    ("suối", "river"),
+    ("mương", "canal"),
+    ("bãi rác", "dump"),
     ("nghĩa trang", "cemetery"),
     ("phố", "street"),
     ("đường", "street"),
@@ -107,8 +123,13 @@ _OBJECT_WORDS: tuple[tuple[str, str], ...] = (
     ("tổ dân phố", "ward_group"),
     ("khu phố", "ward_group"),
 )
-_OBJECT_HEADS = frozenset(w.split()[-1] for w, _ in _OBJECT_WORDS) | frozenset(
-    fold(w.split()[-1]) for w, _ in _OBJECT_WORDS
+# last words of object words, compared with diacritics ("chợ" is one, "cho" is not) or, in
+# a text typed without them, folded
+_OBJECT_HEADS = frozenset(w.split()[-1] for w, _ in _OBJECT_WORDS)
+_OBJECT_HEADS_PLAIN = frozenset(fold(w.split()[-1]) for w, _ in _OBJECT_WORDS)
+# "trường thpt", "trạm biến": a capitalised word that continues an object word is not a name
+_OBJECT_PREFIXES = frozenset(
+    " ".join(w.split()[: i + 1]) for w, _ in _OBJECT_WORDS for i in range(1, len(w.split()))
 )
 _NUMBERED = re.compile(
     r"\b(?P<kind>thon|xom|ban|ap|doi|to dan pho|khu pho|ngo|hem|kiet|ngach|dt|duong tinh|"
@@ -213,6 +234,7 @@ class CaseSignature:
     words: tuple[str, ...] = ()
     pairs: tuple[str, ...] = ()
     concepts: tuple[str, ...] = ()
+    field_concepts: tuple[str, ...] = ()  # matched rules of the chosen category
     identifiers: tuple[str, ...] = ()  # "type:value", e.g. "road:dt753", "bridge:khe can"
     names: tuple[str, ...] = ()  # other proper-name n-grams, folded
     version: str = SIGNATURE_VERSION
@@ -228,6 +250,7 @@ class CaseSignature:
             "words": list(self.words),
             "pairs": list(self.pairs),
             "concepts": list(self.concepts),
+            "field_concepts": list(self.field_concepts),
             "identifiers": list(self.identifiers),
             "names": list(self.names),
             "version": self.version,
@@ -280,6 +303,7 @@ def signature(
         words=tuple(sorted(set(content))),
         pairs=tuple(sorted(pairs)),
         concepts=tuple(sorted(set(classification.concepts))),
+        field_concepts=tuple(sorted(set(classification.field_concepts))),
         identifiers=tuple(sorted(identifiers)),
         names=tuple(sorted(names)),
     )
@@ -289,7 +313,10 @@ def compare(a: CaseSignature, b: CaseSignature) -> Comparison:
     """Similarity of two signatures in [0, 1], with hard constraints on identifiers."""
     evidence: list[str] = []
     ids_a, ids_b = _by_type(a.identifiers), _by_type(b.identifiers)
-    shared_ids = sorted(set(a.identifiers) & set(b.identifiers))
+    # a name in one text that is an identified object in the other: "Gò Mít sang Bến Lội"
+    # typed without "thôn" still names the hamlets "thôn Gò Mít", "thôn Bến Lội"
+    cross = _named_objects(a.names, b.identifiers) | _named_objects(b.names, a.identifiers)
+    shared_ids = sorted((set(a.identifiers) & set(b.identifiers)) | cross)
     strong_shared = any(i.split(":", 1)[0] not in _WEAK_TYPES for i in shared_ids)
     for kind in sorted(set(ids_a) & set(ids_b)):
         if ids_a[kind].isdisjoint(ids_b[kind]):
@@ -305,12 +332,17 @@ def compare(a: CaseSignature, b: CaseSignature) -> Comparison:
     words = _cosine(a.words, b.words)
     pairs = _cosine(a.pairs, b.pairs)
     concepts = _cosine(a.concepts, b.concepts)
-    shared_names = sorted(set(a.names) & set(b.names))
+    cross_names = {i.split(":", 1)[1] for i in cross}
+    shared_names = sorted((set(a.names) & set(b.names)) - cross_names)
     shared_types = Counter(i.split(":", 1)[0] for i in shared_ids)
     # two hamlets (or alleys) named in both identify the object: the road between them
     strong = sum(n for t, n in shared_types.items() if t not in _WEAK_TYPES or n >= 2)
     weak = len(shared_ids) - strong
-    bonus = min(0.4, 0.25 * strong + 0.05 * weak + 0.1 * len(shared_names))
+    # a hamlet named in both counts for more when the concern is the same (street lights of
+    # thôn X) than when only the place is (a water pipe vs a road of thôn X)
+    same_concern = bool(set(a.field_concepts) & set(b.field_concepts))
+    weak_bonus = WEAK_OBJECT_SAME_CONCERN if same_concern else WEAK_OBJECT
+    bonus = min(0.4, 0.25 * strong + weak_bonus * weak + 0.1 * len(shared_names))
     score = min(1.0, 0.45 * words + 0.25 * pairs + 0.15 * concepts + bonus)
     if concepts == 0.0 and words < DIFFERENT_CONCERN_WORDS and a.concepts and b.concepts:
         # no field rule in common and little shared wording: another concern about the
@@ -380,6 +412,12 @@ def _locality_words(locality: str) -> frozenset[str]:
     if parts and parts[0] in {"xa", "phuong", "dac", "thi", "huyen"}:
         parts = parts[2:] if parts[0] in {"dac", "thi"} else parts[1:]
     return frozenset(parts)
+
+
+def _named_objects(names: Iterable[str], identifiers: Iterable[str]) -> set[str]:
+    """Identifiers whose value is one of `names` (a multi-word name, not a bare number)."""
+    wanted = {n for n in names if " " in n}
+    return {i for i in identifiers if i.split(":", 1)[1] in wanted}
 
 
 def _by_type(identifiers: Iterable[str]) -> dict[str, set[str]]:
@@ -462,7 +500,14 @@ def _capitalised_runs(text: str) -> list[tuple[list[str], list[str]]]:
         )
         if tok[0].isupper() and any(ch.isdigit() for ch in tok):
             is_name = True  # codes such as N2, B3
-        if tok[0].isupper() and not current and previous and previous[-1] in _OBJECT_HEADS:
+        heads = _OBJECT_HEADS_PLAIN if plain else _OBJECT_HEADS
+        if (
+            tok[0].isupper()
+            and not current
+            and previous
+            and previous[-1] in heads
+            and f"{previous[-1]} {lowered}" not in _OBJECT_PREFIXES
+        ):
             is_name = True  # "chợ Cầu Trắng": an object word inside a name
         if sentence_start and is_name and not current:
             # "Cầu Khe Cạn ...": keep the opening word as the object word, not as a name

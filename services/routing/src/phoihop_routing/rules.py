@@ -127,22 +127,33 @@ class CompiledRule:
 
     rule: Rule
     folded: tuple[str, ...]
+    toned: tuple[str, ...]  # the same terms with diacritics kept, aligned with `folded`
     exact: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
 
     @classmethod
     def of(cls, rule: Rule) -> CompiledRule:
         """Fold and compile once."""
+        terms = dict.fromkeys((fold_phrase(t), exact_phrase(t)) for t in rule.terms)
         return cls(
             rule=rule,
-            folded=tuple(dict.fromkeys(fold_phrase(t) for t in rule.terms)),
+            folded=tuple(f for f, _ in terms),
+            toned=tuple(t for _, t in terms),
             exact=tuple(dict.fromkeys(exact_phrase(t) for t in rule.exact)),
             patterns=tuple(re.compile(p) for p in rule.patterns),
         )
 
     def match(self, text: MatchText) -> Hit | None:
-        """The matched terms (folded form), or None."""
-        found = [t for t in self.folded if contains(text.folded, t)]
+        """The matched terms (folded form), or None.
+
+        Terms are compared with diacritics when the text has them (a term written without
+        diacritics then only matches a word written the same way), folded otherwise.
+        """
+        if text.has_diacritics:
+            pairs = zip(self.folded, self.toned, strict=True)
+            found = [f for f, t in pairs if contains(text.exact, t)]
+        else:
+            found = [f for f in self.folded if contains(text.folded, f)]
         found += [t for t in self.exact if contains(text.exact, t)]
         for pattern in self.patterns:
             m = pattern.search(text.folded)

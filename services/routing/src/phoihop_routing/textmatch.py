@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from phoihop_common.text import fold, nfc
 
 _FOLDED_WORD = re.compile(r"[0-9a-z]+")
 _EXACT_WORD = re.compile(r"[0-9a-zà-ỹđ]+")
+# combining tone marks (huyền, sắc, ngã, hỏi, nặng) -> a letter appended to the syllable, so
+# old and new tone placement ("hoà" / "hòa", "thuỷ" / "thủy") compare equal
+_TONES = {"\u0300": "f", "\u0301": "s", "\u0303": "x", "\u0309": "r", "\u0323": "j"}
+# a text counts as typed with diacritics when at least this share of its words carry one
+_DIACRITIC_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -17,9 +23,11 @@ class MatchText:
 
     `folded` is lower-case without diacritics, words separated by single spaces and padded
     with a space at both ends, so a phrase matches at word boundaries with a plain `in`.
-    `exact` is the same with diacritics kept (used for short words that diacritics
-    disambiguate, e.g. "chợ" market vs "cho" for). `has_diacritics` is false for text typed
-    without them, as on a web form.
+    `exact` is the same with diacritics kept, each syllable's tone written as a trailing
+    letter (`toned`), so tone placement never matters. A rule term written with diacritics
+    is looked for in `exact` when the text has diacritics — "đình chỉ" is not "nghị định",
+    "đường sát" is not "đường sắt" — and in `folded` when the text was typed without them,
+    as on a web form (`has_diacritics` false).
     """
 
     original: str
@@ -34,16 +42,38 @@ class MatchText:
         lowered = text.lower()
         folded_words = _FOLDED_WORD.findall(fold(text))
         exact_words = _EXACT_WORD.findall(lowered)
+        alpha = [w for w in exact_words if not w.isdigit()]
+        marked = sum(1 for w in alpha if fold(w) != w)
         return cls(
             original=text,
             folded=" " + " ".join(folded_words) + " ",
-            exact=" " + " ".join(exact_words) + " ",
-            has_diacritics=fold(lowered) != lowered,
+            exact=" " + " ".join(toned(w) for w in exact_words) + " ",
+            has_diacritics=bool(alpha) and marked / len(alpha) >= _DIACRITIC_SHARE,
         )
 
     def words(self) -> list[str]:
         """Folded words in order."""
         return self.folded.split()
+
+    def exact_words(self) -> list[str]:
+        """Toned words in order (diacritics kept)."""
+        return self.exact.split()
+
+    def written_words(self) -> list[str]:
+        """Lower-case words as written, aligned with `exact_words` (for explanations)."""
+        return _EXACT_WORD.findall(self.original.lower())
+
+
+def toned(word: str) -> str:
+    """Canonical form of one lower-case word: 'hoà' and 'hòa' -> 'hoaf', 'chợ' -> 'chơj'."""
+    tone = ""
+    kept = []
+    for ch in unicodedata.normalize("NFD", word):
+        if ch in _TONES:
+            tone = _TONES[ch]
+        else:
+            kept.append(ch)
+    return unicodedata.normalize("NFC", "".join(kept)) + tone
 
 
 def fold_phrase(phrase: str) -> str:
@@ -52,8 +82,8 @@ def fold_phrase(phrase: str) -> str:
 
 
 def exact_phrase(phrase: str) -> str:
-    """Lower-case, single-spaced form of a diacritic-sensitive rule term."""
-    return " ".join(_EXACT_WORD.findall(nfc(phrase).lower()))
+    """Toned, single-spaced form of a diacritic-sensitive rule term."""
+    return " ".join(toned(w) for w in _EXACT_WORD.findall(nfc(phrase).lower()))
 
 
 def contains(haystack: str, phrase: str) -> bool:
