@@ -106,3 +106,29 @@ def test_bad_corpus_line_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
     corpus.write_text('{"id": "X"}\n', encoding="utf-8")
     assert main(["--corpus", str(corpus)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_the_running_bus_decides_like_the_functions(classifier: Classifier) -> None:
+    """Through ingest → routing (faust) → audit, a sample gets the in-process decisions."""
+    from phoihop_routing.evaluate_bus import evaluate_via_bus
+
+    records = load_corpus(WRITTEN)
+    groups: dict[str, list[str]] = {}
+    for rec in records:
+        if rec.group:
+            groups.setdefault(rec.group, []).append(rec.id)
+    pair = next(ids for ids in groups.values() if len(ids) >= 2)[:2]
+    singles = [r.id for r in records if r.group is None][:4]
+    sample = [r for r in records if r.id in {*pair, *singles}]
+    in_process = evaluate(records=sample, classifier=classifier)
+    via_bus = evaluate_via_bus(records=sample)
+    assert via_bus[pair[1]].group == via_bus[pair[0]].group
+    for rec in sample:
+        assert (via_bus[rec.id].category, via_bus[rec.id].level, via_bus[rec.id].agency) == (
+            rec.category,
+            rec.level,
+            rec.agency,
+        ) or rec.id in {m["id"] for m in in_process.misclassified}
+    assert in_process.duplicate_recall == 1.0

@@ -36,7 +36,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _CHUNK = 64 * 1024
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def`: FastAPI runs plain `def` ones in a worker thread, two thread
+# hand-offs per request for a dict lookup and a hash.
+async def get_runtime(request: Request) -> Runtime:
     """The app's runtime."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -53,7 +55,7 @@ class Caller:
     key: str
 
 
-def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
+async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
     """Authenticate by `X-API-Key`."""
     key = request.headers.get(API_KEY_HEADER)
     if not key:

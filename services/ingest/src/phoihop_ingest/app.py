@@ -15,10 +15,11 @@ from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, load_reference
 from phoihop_common.logs import get_logger
 from phoihop_ingest.audit_client import AuditClient
+from phoihop_ingest.auth import KeyIndex
 from phoihop_ingest.consumer import InboundConsumer
 from phoihop_ingest.exceptions import IngestError, StoreUnavailableError, UnavailableError
 from phoihop_ingest.idempotency import IdempotencyStore, make_engine
-from phoihop_ingest.metrics import IngestMetrics, ingest_metrics
+from phoihop_ingest.metrics import HttpMetricsMiddleware, IngestMetrics, ingest_metrics
 from phoihop_ingest.publisher import Publisher
 from phoihop_ingest.settings import IngestSettings
 
@@ -31,7 +32,7 @@ class Runtime:
 
     settings: IngestSettings
     reference: Reference
-    keys: ApiKeys
+    keys: KeyIndex
     engine: Engine
     store: IdempotencyStore
     publisher: Publisher
@@ -52,7 +53,7 @@ class Runtime:
         return cls(
             settings=settings,
             reference=reference,
-            keys=ApiKeys.load(config / "api_keys.yaml"),
+            keys=KeyIndex(ApiKeys.load(config / "api_keys.yaml")),
             engine=engine,
             store=store,
             publisher=publisher,
@@ -148,7 +149,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.middleware("http")(runtime.metrics.service.http_middleware)
+    app.add_middleware(HttpMetricsMiddleware, metrics=runtime.metrics.service)
 
     @app.exception_handler(IngestError)
     async def _ingest_error(_request: Request, exc: IngestError) -> JSONResponse:

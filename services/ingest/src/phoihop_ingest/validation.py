@@ -63,6 +63,20 @@ def parse_submission(payload: Any) -> Submission:
         raise InvalidInputError(reason_of(exc), errors_of(exc)) from exc
 
 
+_unit_codes: dict[int, tuple[Reference, frozenset[str]]] = {}
+
+
+def unit_codes(reference: Reference) -> frozenset[str]:
+    """`reference.unit_codes`, computed once per reference (the property builds a new set)."""
+    cached = _unit_codes.get(id(reference))
+    if cached is None or cached[0] is not reference:
+        if len(_unit_codes) > 16:  # tests build many apps; a service builds one
+            _unit_codes.clear()
+        cached = (reference, reference.unit_codes)
+        _unit_codes[id(reference)] = cached
+    return cached[1]
+
+
 def check_submission(*, submission: Submission, reference: Reference, max_text_chars: int) -> None:
     """Reference-data and business checks a schema cannot express."""
     if not submission.text:
@@ -71,7 +85,7 @@ def check_submission(*, submission: Submission, reference: Reference, max_text_c
         raise InvalidInputError(
             "text_too_long", f"text has {len(submission.text)} characters > {max_text_chars}"
         )
-    if submission.locality not in reference.unit_codes:
+    if submission.locality not in unit_codes(reference):
         raise InvalidInputError(
             "unknown_locality", f"no administrative unit {submission.locality!r}"
         )

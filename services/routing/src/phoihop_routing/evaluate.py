@@ -25,6 +25,7 @@ from phoihop_routing.duplicates import CaseSignature, bucket_key, find_duplicate
 from phoihop_schemas.events import Kind
 
 CORPUS_ENV = "PHOIHOP_EVAL_CORPUS"
+TRIAGE_AGENCY = "TT_HDND"
 
 
 class CorpusError(Exception):
@@ -43,6 +44,9 @@ class Record:
     level: str
     agency: str
     group: str | None
+    channel: str = "tiep_xuc_cu_tri"
+    reporter: dict[str, str] | None = None
+    submitted_at: str | None = None
 
 
 @dataclass
@@ -99,6 +103,9 @@ def load_corpus(path: Path) -> list[Record]:
                     level=expected["level"],
                     agency=expected["agency"],
                     group=doc.get("duplicate_group"),
+                    channel=doc.get("channel", "tiep_xuc_cu_tri"),
+                    reporter=doc.get("reporter"),
+                    submitted_at=doc.get("submitted_at"),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -106,52 +113,90 @@ def load_corpus(path: Path) -> list[Record]:
     return records
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What the pipeline decided for one record; `group` = the case it ended up in."""
+
+    category: str
+    level: str
+    agency: str
+    group: str
+    rule: str = ""
+    below_triage: bool = False
+
+
 def evaluate(*, records: Sequence[Record], classifier: Classifier, corpus: str = "") -> Report:
-    """Run the records through the routing functions and score them."""
+    """Run the records through the routing functions (in file order) and score them.
+
+    A record below the triage confidence counts with the agency the engine gives it
+    (TT_HDND), as it would be routed.
+    """
     open_cases: dict[str, list[CaseSignature]] = defaultdict(list)
-    group_of: dict[str, str] = {}
-    ok = Counter[str]()
-    confusion: dict[str, Counter[str]] = defaultdict(Counter)
-    misclassified: list[dict[str, str]] = []
-    low = 0
+    predictions: dict[str, Prediction] = {}
     for rec in records:
         c = classifier.classify(text=rec.text, kind=rec.kind, locality=rec.locality)
-        ok["category"] += c.category == rec.category
-        ok["level"] += c.level.value == rec.level
-        ok["agency"] += c.agency == rec.agency
-        low += c.decision.confidence < classifier.triage_below
-        confusion[rec.category][c.category] += 1
-        if c.agency != rec.agency or c.category != rec.category:
-            misclassified.append(
-                {
-                    "id": rec.id,
-                    "expected": f"{rec.category}/{rec.level}/{rec.agency}",
-                    "got": f"{c.category}/{c.level.value}/{c.agency}",
-                    "rule": c.decision.rule,
-                }
-            )
+        below = c.decision.confidence < classifier.triage_below
         key = bucket_key(locality=rec.locality, classification=c)
         sig = signature(
             recommendation_id=rec.id, text=rec.text, locality=rec.locality, classification=c
         )
         found = find_duplicate(candidate=sig, open_cases=open_cases[key])
         if found is None:
-            group_of[rec.id] = rec.id
+            group = rec.id
             open_cases[key].append(sig)
         else:
-            group_of[rec.id] = group_of[found[0].recommendation_id]
-    predicted = _pairs((r.id, group_of[r.id]) for r in records)
+            group = predictions[found[0].recommendation_id].group
+        predictions[rec.id] = Prediction(
+            category=c.category,
+            level=c.level.value,
+            agency=TRIAGE_AGENCY if below else c.agency,
+            group=group,
+            rule=c.decision.rule,
+            below_triage=below,
+        )
+    return score(
+        records=records, predictions=predictions, corpus=corpus, rules_version=classifier.version
+    )
+
+
+def score(
+    *,
+    records: Sequence[Record],
+    predictions: dict[str, Prediction],
+    corpus: str,
+    rules_version: str,
+) -> Report:
+    """Accuracy of category, level, agency and pairwise duplicate precision/recall."""
+    ok = Counter[str]()
+    confusion: dict[str, Counter[str]] = defaultdict(Counter)
+    misclassified: list[dict[str, str]] = []
+    for rec in records:
+        p = predictions[rec.id]
+        ok["category"] += p.category == rec.category
+        ok["level"] += p.level == rec.level
+        ok["agency"] += p.agency == rec.agency
+        confusion[rec.category][p.category] += 1
+        if p.agency != rec.agency or p.category != rec.category:
+            misclassified.append(
+                {
+                    "id": rec.id,
+                    "expected": f"{rec.category}/{rec.level}/{rec.agency}",
+                    "got": f"{p.category}/{p.level}/{p.agency}",
+                    "rule": p.rule,
+                }
+            )
+    predicted = _pairs((r.id, predictions[r.id].group) for r in records)
     expected = _pairs((r.id, r.group) for r in records if r.group)
     correct = predicted & expected
     n = len(records) or 1
     return Report(
         corpus=corpus,
         records=len(records),
-        rules_version=classifier.version,
+        rules_version=rules_version,
         category_accuracy=round(ok["category"] / n, 4),
         level_accuracy=round(ok["level"] / n, 4),
         agency_accuracy=round(ok["agency"] / n, 4),
-        below_triage_threshold=low,
+        below_triage_threshold=sum(p.below_triage for p in predictions.values()),
         duplicate_precision=round(len(correct) / len(predicted), 4) if predicted else 1.0,
         duplicate_recall=round(len(correct) / len(expected), 4) if expected else 1.0,
         duplicate_pairs_expected=len(expected),
@@ -211,6 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=None, help="labelled JSON-lines file")
     parser.add_argument("--config-dir", type=Path, default=None, help="deploy/config to use")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--via-bus",
+        action="store_true",
+        help="start the whole bus (broker + services) and submit every record through ingest; "
+        "read the decisions back from audit",
+    )
     args = parser.parse_args(argv)
     corpus = args.corpus or default_corpus()
     try:
@@ -219,7 +270,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     classifier = Classifier.from_config(reference=load_reference(args.config_dir))
-    report = evaluate(records=records, classifier=classifier, corpus=str(corpus))
+    if args.via_bus:
+        from phoihop_routing.evaluate_bus import evaluate_via_bus
+
+        predictions = evaluate_via_bus(records=records, config_dir=args.config_dir)
+        report = score(
+            records=records,
+            predictions=predictions,
+            corpus=f"{corpus} (via the bus)",
+            rules_version=classifier.version,
+        )
+    else:
+        report = evaluate(records=records, classifier=classifier, corpus=str(corpus))
     if args.json:
         print(json.dumps(asdict(report), ensure_ascii=False, indent=2))
     else:
