@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets as pysecrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    bindparam,
     create_engine,
     event,
     exists,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -213,45 +215,44 @@ def active_filters(conn: Connection) -> list[Filter]:
 
 
 def _record(conn: Connection, items: Sequence[Consumed], *, now: datetime) -> int:
+    if not items:
+        return 0
     filters = active_filters(conn)
-    created = 0
-    for item in items:
-        conn.execute(
-            insert(events).values(
-                event_id=item.event_id,
-                event_type=item.event_type,
-                recommendation_id=item.recommendation_id,
-                sequence=item.sequence,
-                attributes=item.attributes,
-                data=item.data,
-                processed_at=now,
-            )
-        )
-        targets = matching(filters, event_type=item.event_type, addressees=item.addressees)
-        if targets:
-            conn.execute(
-                insert(deliveries),
-                [
-                    {
-                        "id": delivery_id(
-                            event_id=item.event_id, subscription_id=f.subscription_id
-                        ),
-                        "event_id": item.event_id,
-                        "subscription_id": f.subscription_id,
-                        "recommendation_id": item.recommendation_id,
-                        "sequence": item.sequence,
-                        "status": PENDING,
-                        "attempts": 0,
-                        "round_start": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for f in targets
-                ],
-            )
-            created += len(targets)
-    return created
+    conn.execute(
+        insert(events),
+        [
+            {
+                "event_id": item.event_id,
+                "event_type": item.event_type,
+                "recommendation_id": item.recommendation_id,
+                "sequence": item.sequence,
+                "attributes": item.attributes,
+                "data": item.data,
+                "processed_at": now,
+            }
+            for item in items
+        ],
+    )
+    rows = [
+        {
+            "id": delivery_id(event_id=item.event_id, subscription_id=f.subscription_id),
+            "event_id": item.event_id,
+            "subscription_id": f.subscription_id,
+            "recommendation_id": item.recommendation_id,
+            "sequence": item.sequence,
+            "status": PENDING,
+            "attempts": 0,
+            "round_start": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in items
+        for f in matching(filters, event_type=item.event_type, addressees=item.addressees)
+    ]
+    if rows:
+        conn.execute(insert(deliveries), rows)
+    return len(rows)
 
 
 def record_events(engine: Engine, *, items: Sequence[Consumed], now: datetime) -> int:
@@ -311,8 +312,21 @@ class Due:
     data: dict[str, Any]
 
 
-def due_deliveries(engine: Engine, *, now: datetime, hold: timedelta, limit: int) -> list[Due]:
-    """Due deliveries of enabled subscriptions, each only after the earlier ones of its case."""
+def due_deliveries(
+    engine: Engine,
+    *,
+    now: datetime,
+    hold: timedelta,
+    limit: int,
+    skip_subscriptions: Collection[str] = (),
+    skip_ids: Collection[str] = (),
+) -> list[Due]:
+    """Due deliveries of enabled subscriptions, each only after the earlier ones of its case.
+
+    `skip_subscriptions` are endpoints the dispatcher cannot send to right now (rate limit,
+    connections in use) so that their backlog does not hide other endpoints' due deliveries;
+    `skip_ids` are deliveries it is attempting.
+    """
     d, s, e = deliveries, subscriptions, events
     earlier = deliveries.alias("earlier")
     prior = events.alias("prior")
@@ -361,6 +375,10 @@ def due_deliveries(engine: Engine, *, now: datetime, hold: timedelta, limit: int
         .order_by(d.c.next_attempt_at, d.c.sequence)
         .limit(limit)
     )
+    if skip_subscriptions:
+        query = query.where(d.c.subscription_id.not_in(list(skip_subscriptions)))
+    if skip_ids:
+        query = query.where(d.c.id.not_in(list(skip_ids)))
     with engine.connect() as conn:
         return [_due(r, now=now) for r in conn.execute(query)]
 
@@ -388,72 +406,165 @@ def _due(r: Any, *, now: datetime) -> Due:
     )
 
 
-def claim(engine: Engine, *, due: Due, lease_until: datetime, now: datetime) -> bool:
-    """Take a delivery for one attempt (compare-and-set on `attempts`); the lease covers a crash."""
+def claim(engine: Engine, *, items: Sequence[Due], lease_until: datetime, now: datetime) -> list[Due]:
+    """Take deliveries for one attempt each, in one statement; return those this caller got.
+
+    Compare-and-set on (`id`, `attempts`): a delivery another dispatcher claimed meanwhile is
+    left out. The lease (`next_attempt_at`) makes a crashed attempt due again.
+    """
+    if not items:
+        return []
+    by_id = {d.id: d for d in items}
     with engine.begin() as conn:
-        result = conn.execute(
+        got = conn.scalars(
             update(deliveries)
             .where(
-                deliveries.c.id == due.id,
                 deliveries.c.status == PENDING,
-                deliveries.c.attempts == due.attempts,
+                tuple_(deliveries.c.id, deliveries.c.attempts).in_(
+                    [(d.id, d.attempts) for d in items]
+                ),
             )
-            .values(attempts=due.attempts + 1, next_attempt_at=lease_until, updated_at=now)
-        )
-        return result.rowcount == 1
+            .values(attempts=deliveries.c.attempts + 1, next_attempt_at=lease_until, updated_at=now)
+            .returning(deliveries.c.id)
+        ).all()
+    mine = set(got)
+    return [d for d in items if d.id in mine]
 
 
-def record_attempt(
-    engine: Engine,
-    *,
-    due: Due,
-    status: str,
-    next_attempt_at: datetime,
-    status_code: int | None,
-    error: str | None,
-    failed: bool,
-    disable_reason: str | None,
-    outcome_id: str,
-    outcome_payload: dict[str, Any],
-    now: datetime,
-) -> None:
-    """Store the attempt's effect, the endpoint's health and its outcome event, atomically."""
-    values: dict[str, Any] = {
-        "status": status,
-        "next_attempt_at": next_attempt_at,
-        "last_status_code": status_code,
-        "last_error": error,
-        "updated_at": now,
-    }
-    if status == DELIVERED:
-        values["delivered_at"] = now
-    if status == FAILED:
-        values["failed_at"] = now
-    sub_values: dict[str, Any] = {"updated_at": now}
-    if failed:
-        sub_values["failing_since"] = due.failing_since or now
-    else:
-        sub_values["failing_since"] = None
-    if disable_reason:
-        sub_values["enabled"] = False
-        sub_values["disabled_reason"] = disable_reason
+def release(engine: Engine, *, items: Sequence[Due], now: datetime) -> None:
+    """Give back claims whose attempt never finished (shutdown): due again now, same count."""
+    if not items:
+        return
     with engine.begin() as conn:
-        conn.execute(update(deliveries).where(deliveries.c.id == due.id).values(**values))
         conn.execute(
-            update(subscriptions)
-            .where(subscriptions.c.id == due.subscription_id)
-            .values(**sub_values)
-        )
-        exists_already = conn.scalar(select(outbox.c.id).where(outbox.c.id == outcome_id))
-        if exists_already is None:
-            conn.execute(
-                insert(outbox).values(
-                    id=outcome_id,
-                    recommendation_id=due.recommendation_id,
-                    payload=outcome_payload,
-                    created_at=now,
-                )
+            update(deliveries)
+            .where(
+                deliveries.c.id == bindparam("b_id"),
+                deliveries.c.attempts == bindparam("b_attempts"),
+                deliveries.c.status == PENDING,
             )
+            .values(attempts=bindparam("b_prior"), next_attempt_at=now, updated_at=now),
+            [{"b_id": d.id, "b_attempts": d.attempts + 1, "b_prior": d.attempts} for d in items],
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The effect of one finished attempt, to be recorded."""
+
+    due: Due
+    attempt: int  # the delivery's attempt count after this attempt
+    status: str
+    next_attempt_at: datetime
+    status_code: int | None
+    error: str | None
+    failed: bool
+    disable_reason: str | None
+    outcome_id: str
+    outcome_payload: dict[str, Any]
+    at: datetime
+
+
+def record_attempts(engine: Engine, *, attempts: Sequence[Attempt]) -> set[str]:
+    """Store attempts' effects, endpoints' health and outcome events in one transaction.
+
+    Returns the subscriptions this batch disabled (they were enabled before it).
+    """
+    if not attempts:
+        return set()
+    common = {
+        "b_id": None,
+        "b_attempt": None,
+        "status": None,
+        "next_attempt_at": None,
+        "last_status_code": None,
+        "last_error": None,
+        "updated_at": None,
+    }
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for a in attempts:
+        row = dict(common)
+        row.update(
+            b_id=a.due.id,
+            b_attempt=a.attempt,
+            status=a.status,
+            next_attempt_at=a.next_attempt_at,
+            last_status_code=a.status_code,
+            last_error=a.error,
+            updated_at=a.at,
+        )
+        if a.status == DELIVERED:
+            row["delivered_at"] = a.at
+        elif a.status == FAILED:
+            row["failed_at"] = a.at
+        groups.setdefault(a.status, []).append(row)
+    disabled: set[str] = set()
+    with engine.begin() as conn:
+        for rows in groups.values():
+            # Only the claim that made this attempt may record it (a lease may have expired).
+            stmt = update(deliveries).where(
+                deliveries.c.id == bindparam("b_id"),
+                deliveries.c.attempts == bindparam("b_attempt"),
+            )
+            conn.execute(stmt, rows)
+        for sub_id, health in _health(attempts).items():
+            conn.execute(
+                update(subscriptions).where(subscriptions.c.id == sub_id).values(**health)
+            )
+        for a in attempts:
+            if a.disable_reason and a.due.subscription_id not in disabled:
+                result = conn.execute(
+                    update(subscriptions)
+                    .where(
+                        subscriptions.c.id == a.due.subscription_id,
+                        subscriptions.c.enabled.is_(True),
+                    )
+                    .values(enabled=False, disabled_reason=a.disable_reason, updated_at=a.at)
+                )
+                if result.rowcount:
+                    disabled.add(a.due.subscription_id)
+        ids = [a.outcome_id for a in attempts]
+        known = set(conn.scalars(select(outbox.c.id).where(outbox.c.id.in_(ids))))
+        fresh: dict[str, Attempt] = {}
+        for a in attempts:
+            if a.outcome_id not in known:
+                fresh.setdefault(a.outcome_id, a)
+        if fresh:
+            conn.execute(
+                insert(outbox),
+                [
+                    {
+                        "id": a.outcome_id,
+                        "recommendation_id": a.due.recommendation_id,
+                        "payload": a.outcome_payload,
+                        "created_at": a.at,
+                    }
+                    for a in fresh.values()
+                ],
+            )
+    return disabled
+
+
+def _health(attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """Per endpoint, how `failing_since` changes after these attempts (in completion order).
+
+    A success clears it; failures after the last success start it at the first of them, or
+    keep an earlier start when the batch holds no success.
+    """
+    out: dict[str, Any] = {}
+    for sub_id in dict.fromkeys(a.due.subscription_id for a in attempts):
+        mine = [a for a in attempts if a.due.subscription_id == sub_id]
+        last_ok = max((i for i, a in enumerate(mine) if not a.failed), default=-1)
+        trailing = mine[last_ok + 1 :]
+        if not trailing:
+            out[sub_id] = {"failing_since": None}
+        elif last_ok >= 0:
+            out[sub_id] = {"failing_since": trailing[0].at}
+        else:
+            out[sub_id] = {
+                "failing_since": func.coalesce(subscriptions.c.failing_since, trailing[0].at)
+            }
+    return out
 
 
 def unpublished(engine: Engine, *, limit: int) -> list[tuple[str, dict[str, Any]]]:

@@ -312,11 +312,17 @@ class Pipeline:
             payload = parse_internal(record)
             op = payload["op"]
             if op == "candidate":
-                await self._candidate(payload)
+                await self._candidate(payload, partition=record.partition)
             elif op == "leave":
-                self._leave(bucket=payload["bucket"], rec_id=payload["recommendation_id"])
+                self._leave(
+                    bucket=payload["bucket"],
+                    rec_id=payload["recommendation_id"],
+                    partition=record.partition,
+                )
             elif op == "join":
-                self._join(bucket=payload["bucket"], sig=payload["signature"])
+                self._join(
+                    bucket=payload["bucket"], sig=payload["signature"], partition=record.partition
+                )
             else:
                 raise InternalMessageError(f"unknown op {op!r}")
         except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
@@ -324,18 +330,28 @@ class Pipeline:
             return
         self.metrics.service.consumed.labels(record.topic, "ok").inc()
 
-    def _bucket(self, bucket: str) -> list[dict[str, Any]]:
-        return list(self.buckets.get(bucket) or [])
+    def rebuild_buckets(self, *, generation: int | None) -> None:
+        """Re-read the bucket-member table into the in-memory index (after a rebalance)."""
+        self.members.clear()
+        for bucket, rec_id, sig in iter_members(self.buckets):
+            self.members.setdefault(bucket, {})[rec_id] = sig
+        self.bucket_generation = generation
 
-    async def _candidate(self, payload: Mapping[str, Any]) -> None:
+    def bucket_members(self, bucket: str) -> list[CaseSignature]:
+        """Signatures of the open cases of one bucket, oldest first."""
+        return list(self.members.get(bucket, {}).values())
+
+    async def _candidate(self, payload: Mapping[str, Any], *, partition: int) -> None:
         bucket = payload["bucket"]
-        candidate = CaseSignature.from_dict(payload["signature"])
+        candidate = compact_signature(payload["signature"])
         rec_id = payload["received"]["recommendation_id"]
-        members = self._bucket(bucket)
-        signatures = [CaseSignature.from_dict(d) for d in members]
-        others = [s for s in signatures if s.recommendation_id != rec_id]
-        already_member = len(others) != len(signatures)
-        found = None if already_member else find_duplicate(candidate=candidate, open_cases=others)
+        members = self.members.get(bucket, {})
+        already_member = rec_id in members
+        found = (
+            None
+            if already_member
+            else find_duplicate(candidate=candidate, open_cases=list(members.values()))
+        )
         verdict: dict[str, Any] = {
             "op": "route",
             "bucket": bucket,
@@ -362,22 +378,26 @@ class Pipeline:
             ).model_dump(mode="json")
         await self._send_internal(topic=ROUTING_COMMANDS.name, key=rec_id, payload=verdict)
         if found is None and not already_member:
-            self.buckets[bucket] = [*members, candidate.to_dict()]
+            self._add_member(bucket, candidate, partition=partition)
 
-    def _leave(self, *, bucket: str, rec_id: str) -> None:
-        members = self._bucket(bucket)
-        kept = [m for m in members if CaseSignature.from_dict(m).recommendation_id != rec_id]
-        if len(kept) != len(members):
-            self.buckets[bucket] = kept
+    def _add_member(self, bucket: str, sig: CaseSignature, *, partition: int) -> None:
+        rec_id = sig.recommendation_id
+        _put(self.buckets, member_key(bucket, rec_id), sig, partition=partition)
+        self.members.setdefault(bucket, {})[rec_id] = sig
 
-    def _join(self, *, bucket: str, sig: Mapping[str, Any]) -> None:
-        joining = CaseSignature.from_dict(sig)
-        members = self._bucket(bucket)
-        if all(
-            CaseSignature.from_dict(m).recommendation_id != joining.recommendation_id
-            for m in members
-        ):
-            self.buckets[bucket] = [*members, joining.to_dict()]
+    def _leave(self, *, bucket: str, rec_id: str, partition: int) -> None:
+        members = self.members.get(bucket)
+        if members is None or rec_id not in members:
+            return
+        _remove(self.buckets, member_key(bucket, rec_id), partition=partition)
+        del members[rec_id]
+        if not members:
+            del self.members[bucket]
+
+    def _join(self, *, bucket: str, sig: Mapping[str, Any], partition: int) -> None:
+        joining = compact_signature(dict(sig))
+        if joining.recommendation_id not in self.members.get(bucket, {}):
+            self._add_member(bucket, joining, partition=partition)
 
     # ---------------------------------------------------------------- stage 3
 
