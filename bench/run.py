@@ -43,6 +43,10 @@ from phoihop_schemas.codec import encode
 from phoihop_schemas.events import Received
 
 PHASES = ("ceiling", "ingest", "e2e", "memory")
+# Opt-in (`--only ingest_alone`): ingest without the downstream services, back to back with
+# the minimal endpoint, so the ratio compares the two HTTP processes under the same load.
+OPTIONAL_PHASES = ("ingest_alone",)
+ALONE_ROUNDS = 3
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CORES = os.cpu_count() or 1
 GOAL_E2E_PER_S = 1000.0
@@ -369,6 +373,60 @@ class Bench:
         self.quiesce(timeout=self.sizes.drain_timeout)
         return {"single": single, "bulk": bulk_out}
 
+    def ingest_alone_phase(self) -> dict[str, Any]:
+        """Only ingest on the broker; minimal endpoint and ingest alternate, round by round."""
+        assert self.broker is not None
+        topic = f"bench.minimal.{uuid.uuid4().hex[:8]}"
+        asyncio.run(self._create_topic(topic))
+        endpoint = MinimalEndpoint(
+            port=free_port(), bootstrap=self.broker.bootstrap, topic=topic,
+            log_path=self.tmp / "minimal-alone.log",
+        )  # fmt: skip
+        alone = Stack(
+            data_dir=self.tmp / "ingest-alone", kafka_bootstrap=self.broker.bootstrap,
+            database_url=self.database_url, config_dir=copy_config(self.tmp / "config-alone", []),
+            services=("ingest",), ports={"audit": free_port()},
+        )  # fmt: skip
+        rounds: list[dict[str, Any]] = []
+        try:
+            endpoint.start()
+            alone.start(timeout=120)
+            ingest_proc = alone.procs["ingest"].process
+            assert endpoint.process is not None
+            assert ingest_proc is not None
+            targets = {
+                "minimal": (f"{endpoint.url}/v1/recommendations", {"X-API-Key": "bench"},
+                            endpoint.process.pid),
+                "ingest": (f"{alone.url('ingest')}/v1/recommendations", key(SUBMITTER),
+                           ingest_proc.pid),
+            }  # fmt: skip
+            for _ in range(ALONE_ROUNDS):
+                row: dict[str, Any] = {}
+                for name, (url, headers, pid) in targets.items():
+                    window = CpuWindow({"server": pid, "bench": os.getpid()}).start()
+                    out = asyncio.run(self.http_load(url, headers))
+                    cpu = window.stop()
+                    server = cpu["processes"]["server"]
+                    ok = out["ok"]
+                    row[name] = {
+                        "per_s": out["per_s"], "p50_ms": out["p50_ms"], "p99_ms": out["p99_ms"],
+                        "statuses": out["statuses"], "core_share": server["core_share"],
+                        "cpu_ms_per_req": round(1000 * server["cpu_s"] / ok, 3) if ok else None,
+                        "loadavg": cpu["loadavg"][0],
+                    }  # fmt: skip
+                m, i = row["minimal"]["per_s"], row["ingest"]["per_s"]
+                row["ratio"] = round(i / m, 3) if m else None
+                rounds.append(row)
+        finally:
+            alone.stop()
+            endpoint.stop()
+        ratios = sorted(r["ratio"] for r in rounds if r["ratio"] is not None)
+        return {
+            "rounds": rounds,
+            "ratio_median": ratios[len(ratios) // 2] if ratios else None,
+            "concurrency": self.sizes.concurrency,
+        }
+
     async def bulk_load(self, rows: int, *, parallel: int = 2) -> dict[str, Any]:
         """Post `rows` in chunks, `parallel` requests at a time; ids with their submit time."""
         chunk = self.sizes.chunk
@@ -529,6 +587,8 @@ class Bench:
             asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=self.broker.bootstrap)))
             self._step("ceiling.kafka", lambda: asyncio.run(self.kafka_ceiling()))
             self._step("ceiling.http", self.minimal_ceiling)
+            if "ingest_alone" in self.phases:
+                self._step("ingest_alone", self.ingest_alone_phase)
             if any(p in self.phases for p in ("ingest", "e2e", "memory")):
                 self._step("stack", self.start_stack)
             if self.stack is not None:
@@ -617,6 +677,12 @@ class Bench:
             ratio = round(single["per_s"] / minimal["per_s"], 3)
         add("ingest single / minimal endpoint", ratio, f">= {GOAL_INGEST_RATIO}",
             None if ratio is None else ratio >= GOAL_INGEST_RATIO, single.get("cpu"))  # fmt: skip
+        alone = r.get("ingest_alone", {})
+        if alone:
+            v = alone.get("ratio_median")
+            add("ingest alone / minimal endpoint, back to back (median)", v,
+                f">= {GOAL_INGEST_RATIO}", None if v is None else v >= GOAL_INGEST_RATIO,
+                None)  # fmt: skip
         fixed = r.get("e2e", {}).get("fixed_rate", {})
         p99 = fixed.get("p99_ms")
         add("e2e p99 at 100 rec/s", p99, f"<= {GOAL_P99_MS:.0f} ms",

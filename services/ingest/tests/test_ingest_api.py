@@ -63,6 +63,10 @@ async def test_submission_lands_as_received_cloudevent(
     metrics = (await ingest.get("/metrics")).text
     assert 'phoihop_ingest_submissions_total{outcome="accepted"}' in metrics
     assert "phoihop_ingest_events_produced_total" in metrics
+    # the HTTP metrics middleware labels requests by route template
+    route = 'method="POST",route="/v1/recommendations"'
+    assert f'phoihop_ingest_http_requests_total{{{route},status="202"}}' in metrics
+    assert f"phoihop_ingest_http_request_duration_seconds_count{{{route}}}" in metrics
 
 
 async def test_idempotency_key_gives_one_case(

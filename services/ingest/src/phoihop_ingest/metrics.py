@@ -22,6 +22,7 @@ class IngestMetrics:
     service: ServiceMetrics
     submissions: Counter
     _by_outcome: dict[str, Any] = field(default_factory=dict, repr=False)
+    _processing: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def count(self, outcome: str, n: int = 1) -> None:
         """Count submissions by outcome (accepted, duplicate, rejected, unavailable)."""
@@ -30,6 +31,13 @@ class IngestMetrics:
             if child is None:
                 child = self._by_outcome[outcome] = self.submissions.labels(outcome)
             child.inc(n)
+
+    def processing(self, topic: str) -> Any:
+        """The `processing_seconds` histogram of `topic` (label lookup cached)."""
+        child = self._processing.get(topic)
+        if child is None:
+            child = self._processing[topic] = self.service.processing.labels(topic)
+        return child
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -30,6 +31,7 @@ class Publisher:
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self._started = asyncio.Event()
+        self._produced: dict[str, Any] = {}
 
     @property
     def ready(self) -> bool:
@@ -77,14 +79,20 @@ class Publisher:
                     await producer.send(topic, value=r.value, key=r.key, headers=r.headers)
                     for r in records
                 ]
-                await asyncio.gather(*futures)
+                if len(futures) == 1:
+                    await futures[0]
+                else:
+                    await asyncio.gather(*futures)
         except TimeoutError as exc:
             raise BrokerUnavailableError(
                 "broker_unavailable", f"no acknowledgement within {self.settings.produce_timeout}s"
             ) from exc
         except KafkaError as exc:
             raise BrokerUnavailableError("broker_unavailable", str(exc)[:300]) from exc
-        self.metrics.produced.labels(topic).inc(len(records))
+        counter = self._produced.get(topic)
+        if counter is None:
+            counter = self._produced[topic] = self.metrics.produced.labels(topic)
+        counter.inc(len(records))
 
     async def close(self) -> None:
         """Flush and stop."""

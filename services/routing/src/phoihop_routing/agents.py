@@ -8,26 +8,35 @@ recommendation id), so the duplicate check cannot run where the case lives. Inst
    and its `duplicates.signature`) to the internal topic ROUTING_DEDUP keyed by
    `duplicates.bucket_key`: every case that could be a duplicate of another lands on the
    same partition, whichever worker owns it.
-2. `on_dedup` (ROUTING_DEDUP, keyed by bucket) keeps the faust table `buckets`
-   (bucket -> signatures of the open cases in it), asks `duplicates.find_duplicate`, adds a
+2. `on_dedup` (ROUTING_DEDUP, keyed by bucket) keeps the faust table `buckets` (one entry
+   per open case: `tables.member_key(bucket, case)` -> signature, so a write costs one
+   signature whatever the bucket's size) and an in-memory index bucket -> signatures
+   (rebuilt from the table after each rebalance), asks `duplicates.find_duplicate`, adds a
    new case's signature, and sends the verdict (`route`: new, or duplicate of an open
    case) to ROUTING_COMMANDS keyed by recommendation id. It also applies `leave` (a case was
    closed or re-classified) and `join` (a triaged case got its real classification).
-3. `on_case` (ROUTING_COMMANDS + INBOUND_RESPONSES + ROUTING_TIMERS, co-partitioned, keyed
+3. `on_cases` (ROUTING_COMMANDS + INBOUND_RESPONSES + ROUTING_TIMERS, co-partitioned, keyed
    by recommendation id) owns the table `cases` and is the single writer of every event
-   with sequence >= 2: it runs `lifecycle.apply`, emits the resulting events, then writes
-   the new state. Events are acknowledged by the broker *before* the state is written, so
-   a crash in between replays the command against the old state and re-emits the same
-   events with the same deterministic ids (consumers de-duplicate by id); a crash after the
-   write finds the command already applied (known case, response id in `processed`, tick
-   no longer due) and emits nothing. Effects between cases (a merged duplicate is linked to
-   its open case, which may live on another partition) are `link` commands keyed by the
-   target case, so each case is still written by its own partition only.
+   with sequence >= 2. It takes a batch of records, runs `lifecycle.apply` on each in
+   order (a case touched twice in the batch continues from its state earlier in the
+   batch), sends all the resulting events, awaits the broker's acknowledgements together,
+   then writes the new states. Events are acknowledged *before* the state is written, and
+   the batch's offsets are committed only after the writes, so a crash in between replays
+   the batch against the old states and re-emits the same events with the same
+   deterministic ids (consumers de-duplicate by id); a crash after the writes finds the
+   commands already applied (known case, response id in `processed`, tick no longer due)
+   and emits nothing. Effects between cases (a merged duplicate is linked to its open case,
+   which may live on another partition) are `link` commands keyed by the target case, so
+   each case is still written by its own partition only.
+
+Batches: every agent reads `stream.take_events(batch_max, within=batch_within)`; table
+writes name the partition of the record that caused them (`tables.PartitionedTable`),
+since faust would otherwise log them to the partition of the batch's last event.
 
 Deadlines: `scan_due` (a faust timer) reads the local `cases` of the active partitions
 through an in-memory index (next due instant per case, rebuilt from the table after each
 rebalance) and sends `tick` commands to ROUTING_TIMERS; the state change happens in
-`on_case`, the only place faust allows table writes, and re-checks the deadline there.
+`on_cases`, the only place faust allows table writes, and re-checks the deadline there.
 
 Anything that cannot be decoded or does not fit the state goes to the dead-letter topic
 with `dlq_*` headers and a reason (`DecodeError.reason`, `not_assignee`,
@@ -73,6 +82,7 @@ from phoihop_routing.lifecycle import (
     apply,
     next_due,
 )
+from phoihop_routing.tables import compact_signature, iter_members, member_key
 from phoihop_schemas import codec
 from phoihop_schemas.events import Decision, Level, LifecycleEvent, Received, Response
 from phoihop_schemas.topics import (
@@ -220,8 +230,8 @@ class Pipeline:
 
     policy: Policy
     classifier: Classifier
-    cases: MutableMapping[str, Any]
-    buckets: MutableMapping[str, Any]
+    cases: MutableMapping[str, Any]  # rec id -> CaseState dict (a `PartitionedTable`)
+    buckets: MutableMapping[str, Any]  # member_key(bucket, rec id) -> CaseSignature
     outbox: Outbox
     metrics: RoutingMetrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -230,6 +240,8 @@ class Pipeline:
     open_ids: set[str] = field(default_factory=set)
     tick_sent: dict[str, float] = field(default_factory=dict)
     index_generation: int | None = None
+    members: dict[str, dict[str, CaseSignature]] = field(default_factory=dict)
+    bucket_generation: int | None = None
 
     # ---------------------------------------------------------------- dead letters
 
@@ -402,7 +414,29 @@ class Pipeline:
     # ---------------------------------------------------------------- stage 3
 
     async def on_case(self, record: Incoming) -> None:
-        """Stage 3: apply one command or response to its case; emit, then write the state."""
+        """Stage 3 for one record (see `on_cases`)."""
+        await self.on_cases([record])
+
+    async def on_cases(self, records: Sequence[Incoming]) -> None:
+        """Stage 3: apply a batch of commands and responses; emit, await the acks, then write.
+
+        Commands are applied in order, each to the state its case reached earlier in the
+        batch; every event of the batch is sent, the broker's acknowledgements are awaited
+        together, and only then is each changed case written (to the changelog partition of
+        the record that changed it). The offsets are committed after the batch, so a crash
+        before the writes replays the whole batch against the old states and re-emits the
+        same event ids.
+        """
+        batch = _CaseBatch()
+        for record in records:
+            await self._case(record, batch)
+        if batch.acks:
+            await asyncio.gather(*batch.acks)  # durable before the state says they happened
+        for partition, state in batch.writes.values():
+            _put(self.cases, state.recommendation_id, state.to_dict(), partition=partition)
+            self._index(state)
+
+    async def _case(self, record: Incoming, batch: _CaseBatch) -> None:
         started = time.perf_counter()
         try:
             rec_id, command = self._command(record)
@@ -415,9 +449,11 @@ class Pipeline:
         except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
             await self.dead_letter(record, reason="bad_internal_message", detail=str(exc))
             return
-        raw = self.cases.get(rec_id)
         try:
-            state = CaseState.from_dict(raw) if raw else None
+            state = batch.state(rec_id)
+            if state is None:
+                raw = self.cases.get(rec_id)
+                state = CaseState.from_dict(raw) if raw else None
             outcome = apply(state, command, policy=self.policy, now=self.clock())
         except RejectedError as exc:
             await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
@@ -426,7 +462,7 @@ class Pipeline:
             log.exception("apply_failed", recommendation_id=rec_id)
             await self.dead_letter(record, reason="internal_error", detail=repr(exc))
             return
-        await self._publish(outcome, record=record)
+        await self._publish(outcome, record=record, batch=batch)
         self.metrics.service.consumed.labels(record.topic, "ok").inc()
         self.metrics.service.processing.labels(record.topic).observe(time.perf_counter() - started)
 
@@ -471,21 +507,19 @@ class Pipeline:
             return target, Tick()
         raise InternalMessageError(f"unknown op {op!r}")
 
-    async def _publish(self, outcome: Outcome, *, record: Incoming) -> None:
-        acks: list[Any] = []
+    async def _publish(self, outcome: Outcome, *, record: Incoming, batch: _CaseBatch) -> None:
         for event in outcome.events:
-            acks.append(await self._emit(event))
+            batch.acks.append(await self._emit(event))
         state = outcome.state
         for effect in outcome.effects:
             ack = await self._effect(effect, state)
             if ack is not None:
-                acks.append(ack)
-        if acks:
-            await asyncio.gather(*acks)  # durable before the state says they happened
+                batch.acks.append(ack)
         if outcome.changed and state is not None:
-            state = state.model_copy(update={"partition": record.partition})
-            self.cases[state.recommendation_id] = state.to_dict()
-            self._index(state)
+            batch.changed(
+                state.model_copy(update={"partition": record.partition}),
+                partition=record.partition,
+            )
 
     async def _emit(self, event: LifecycleEvent) -> Any:
         name = type(event).event_name
@@ -614,3 +648,36 @@ class Pipeline:
             self.tick_sent[rec_id] = mono
             sent += 1
         return sent
+
+
+@dataclass
+class _CaseBatch:
+    """What one stage-3 batch sent (acks to await) and the case states it leads to."""
+
+    acks: list[Any] = field(default_factory=list)
+    writes: dict[str, tuple[int, CaseState]] = field(default_factory=dict)
+
+    def state(self, rec_id: str) -> CaseState | None:
+        """The state a case reached earlier in this batch (None: not touched yet)."""
+        write = self.writes.get(rec_id)
+        return write[1] if write else None
+
+    def changed(self, state: CaseState, *, partition: int) -> None:
+        """Remember the case's new state (only its last state in the batch is written)."""
+        self.writes[state.recommendation_id] = (partition, state)
+
+
+def _put(table: Any, key: str, value: Any, *, partition: int) -> None:
+    put = getattr(table, "put", None)
+    if put is not None:
+        put(key, value, partition=partition)
+    else:
+        table[key] = value
+
+
+def _remove(table: Any, key: str, *, partition: int) -> None:
+    remove = getattr(table, "remove", None)
+    if remove is not None:
+        remove(key, partition=partition)
+    else:
+        table.pop(key, None)

@@ -2,9 +2,10 @@
 
 - Faust app id `<PHOIHOP_TOPIC_PREFIX>-routing` (`phoihop-routing` by default): the consumer
   group and the prefix of the changelog topics faust creates for its tables.
-- Tables `cases` (recommendation id -> `lifecycle.CaseState`) and `buckets` (duplicate
-  bucket -> open-case signatures), JSON values, with changelog topics: state survives a
-  restart. Store `memory://` by default (rebuilt from the changelog at start);
+- Tables `cases` (recommendation id -> `lifecycle.CaseState`, JSON) and `bucket-members`
+  (`tables.member_key(bucket, case)` -> open case's signature), with changelog topics:
+  state survives a restart. Writes name their changelog partition (`tables`), so the
+  agents can take batches. Store `memory://` by default (rebuilt from the changelog at start);
   `rocksdb://` in production keeps a local copy in `data_dir` and only reads the tail of the
   changelog (it needs the optional `rocksdict` package, not installed in this workspace).
 - Delivery is at least once: Tansu has no transactions, so no `exactly_once`; the
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import ssl
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from phoihop_routing.escalation import Ladder, Superiors
 from phoihop_routing.exceptions import RoutingError
 from phoihop_routing.lifecycle import Policy
 from phoihop_routing.settings import Settings
+from phoihop_routing.tables import SignatureCodec, partitioned_table
 from phoihop_schemas.topics import (
     CANONICAL,
     INBOUND_RESPONSES,
@@ -199,8 +202,11 @@ def create_app(
     received_topic = raw_topic(CANONICAL["received"].name)
     dedup_topic = raw_topic(ROUTING_DEDUP.name)
     case_topics = raw_topic(ROUTING_COMMANDS.name, INBOUND_RESPONSES.name, ROUTING_TIMERS.name)
-    cases = app.Table("cases", default=None, key_type=str)
-    buckets = app.Table("buckets", default=None, key_type=str)
+    cases = partitioned_table(app, "cases", default=None, key_type=str)
+    # one entry per open case of a bucket (see `tables`), not one growing list per bucket
+    buckets = partitioned_table(
+        app, "bucket-members", default=None, key_type=str, value_serializer=SignatureCodec()
+    )
     pipeline_kwargs: dict[str, Any] = {}
     if clock is not None:
         pipeline_kwargs["clock"] = clock
@@ -214,23 +220,34 @@ def create_app(
         **pipeline_kwargs,
     )
 
+    batch_max, within = settings.batch_max, settings.batch_within
+
+    def generation() -> int:
+        return int(getattr(app, "consumer_generation_id", 0) or 0)
+
     @app.agent(received_topic, name="routing-received")
     async def received_agent(stream: Any) -> Any:
-        async for event in stream.events():
-            await pipeline.on_received(Incoming.of(event.message))
-            yield event.message.offset
+        async for events in stream.take_events(batch_max, within=within):
+            for event in events:
+                await pipeline.on_received(Incoming.of(event.message))
+                await asyncio.sleep(0)  # CPU-bound: let the other stages run in between
+            yield len(events)
 
     @app.agent(dedup_topic, name="routing-dedup")
     async def dedup_agent(stream: Any) -> Any:
-        async for event in stream.events():
-            await pipeline.on_dedup(Incoming.of(event.message))
-            yield event.message.offset
+        async for events in stream.take_events(batch_max, within=within):
+            if pipeline.bucket_generation != generation():
+                pipeline.rebuild_buckets(generation=generation())
+            for event in events:
+                await pipeline.on_dedup(Incoming.of(event.message))
+                await asyncio.sleep(0)
+            yield len(events)
 
     @app.agent(case_topics, name="routing-cases")
     async def case_agent(stream: Any) -> Any:
-        async for event in stream.events():
-            await pipeline.on_case(Incoming.of(event.message))
-            yield event.message.offset
+        async for events in stream.take_events(batch_max, within=within):
+            await pipeline.on_cases([Incoming.of(e.message) for e in events])
+            yield len(events)
 
     routing = Routing(
         app=app,

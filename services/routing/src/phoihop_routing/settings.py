@@ -33,6 +33,10 @@ class Settings(BaseSettings, KafkaSettings):
     config_dir: Path | None = None
     rules_path: Path | None = None
     broker_session_timeout: float = 10.0
+    # each agent takes up to `batch_max` records, waiting at most `batch_within` seconds
+    # for more: one wait for the broker's acks per batch instead of per record
+    batch_max: int = Field(default=500, ge=1)
+    batch_within: float = Field(default=0.01, gt=0)
     log_level: str = "INFO"
 
     def resolved_config_dir(self) -> Path:

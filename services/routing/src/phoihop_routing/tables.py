@@ -32,8 +32,14 @@ _WRITE_PARTITION: ContextVar[int | None] = ContextVar("routing_write_partition",
 MEMBER_SEP = "#"
 
 
-class PartitionedTable(faust.Table):  # type: ignore[misc]
+class PartitionedTable(faust.Table):
     """A faust Table whose writes can name their changelog partition."""
+
+    def __init__(self, *args: Any, value_serializer: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if value_serializer is not None:
+            # faust derives it from value_type; store and changelog topic are made lazily
+            self.value_serializer = value_serializer
 
     def partition_for_key(self, key: Any) -> int | None:
         """The partition set by `put`/`remove`, else faust's (the current event's)."""
@@ -103,7 +109,7 @@ def compact_signature(data: dict[str, Any]) -> CaseSignature:
     )
 
 
-class SignatureCodec(codecs.Codec):  # type: ignore[misc]
+class SignatureCodec(codecs.Codec):
     """CaseSignature <-> compact JSON bytes (changelog of the bucket-member table)."""
 
     def _dumps(self, s: Any) -> bytes:
