@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phoihop_common.config import Reference, commune_agency_code
-from phoihop_routing.rules import RULES_FILE, CompiledRule, Hit, RoutingRules, load_rules
+from phoihop_routing.rules import (
+    RULES_FILE,
+    CompiledRule,
+    Hit,
+    RoutingRules,
+    RuleIndex,
+    load_rules,
+)
 from phoihop_routing.textmatch import MatchText, exact_phrase, fold_phrase
 from phoihop_schemas.events import Decision, Kind, Level
 
@@ -83,6 +90,8 @@ class Classifier:
         self.reference = reference
         self._levels = tuple(CompiledRule.of(r) for r in rules.levels)
         self._categories = tuple(CompiledRule.of(r) for r in rules.categories)
+        self._level_index = RuleIndex(self._levels)
+        self._category_index = RuleIndex(self._categories)
         self._vocabulary = _vocabulary(rules=rules, reference=reference, toned=False)
         self._vocabulary_toned = _vocabulary(rules=rules, reference=reference, toned=True)
         self._triage = _agency_with_role(reference, "triage", TRIAGE_AGENCY)
@@ -110,10 +119,10 @@ class Classifier:
         mt = MatchText.of(text)
         scores = self._score_categories(mt)
         unplaced = self.rules.unplaced_category
+        # exact ties are broken by category code so a replay decides the same way
         placed = sorted(
             (s for s in scores.values() if s.category != unplaced),
-            key=lambda s: (s.total, s.rules),
-            reverse=True,
+            key=lambda s: (-s.total, -s.rules, s.category),
         )
         khac = scores.get(unplaced)
         khac_score = khac.total if khac else 0.0
@@ -170,8 +179,7 @@ class Classifier:
 
     def _score_categories(self, mt: MatchText) -> dict[str, _CategoryScore]:
         hits: dict[str, list[Hit]] = defaultdict(list)
-        for rule in self._categories:
-            hit = rule.match(mt)
+        for hit in self._category_index.hits(mt):
             if hit is not None and hit.rule.category is not None:
                 hits[hit.rule.category].append(hit)
         vocab_scores, vocab_tokens = self._vocabulary_scores(mt)
@@ -206,10 +214,10 @@ class Classifier:
     def _level(
         self, mt: MatchText, best: _CategoryScore
     ) -> tuple[Level, str, float, bool, list[str]]:
-        for rule in self._levels:
+        level_rule_hits = list(zip(self._levels, self._level_index.hits(mt), strict=True))
+        for rule, hit in level_rule_hits:
             if rule.rule.level is not Level.TRUNG_UONG:
                 continue
-            hit = rule.match(mt)
             if hit is not None:
                 return (
                     Level.TRUNG_UONG,
@@ -221,10 +229,9 @@ class Classifier:
         weighed: dict[Level, float] = defaultdict(float)
         evidence = []
         level_hits = [h for h in best.hits if h.rule.level is not None]
-        for rule in self._levels:
+        for rule, hit in level_rule_hits:
             if rule.rule.level is Level.TRUNG_UONG:
                 continue
-            hit = rule.match(mt)
             if hit is not None:
                 level_hits.append(hit)
         for hit in level_hits:

@@ -37,14 +37,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import chain, pairwise
 from typing import Any
 
 from phoihop_common.text import fold, nfc
 from phoihop_routing.classify import STOPWORDS, Classification
-from phoihop_routing.textmatch import MatchText
+from phoihop_routing.textmatch import MatchText, fold_text, fold_word
 from phoihop_schemas.events import Decision
 
 SIGNATURE_VERSION = "dup.2026.10.2"
@@ -366,9 +366,32 @@ def find_duplicate(
     threshold: float = THRESHOLD,
     threshold_other_field: float = THRESHOLD_OTHER_FIELD,
 ) -> tuple[CaseSignature, float] | None:
-    """The most similar open case above the bar, with its similarity, or None."""
+    """The most similar open case above the bar, with its similarity, or None.
+
+    Cases whose similarity provably stays under the bar (`_Probe.bound`) are skipped
+    without a full comparison; the answer is the same as comparing every case.
+    """
+    probe = _Probe(candidate)
+    cut = min(threshold, threshold_other_field) - _BOUND_MARGIN
+    survivors = (case for case in open_cases if not probe.safe or probe.bound(case) >= cut)
+    return _best(
+        candidate=candidate,
+        cases=survivors,
+        threshold=threshold,
+        threshold_other_field=threshold_other_field,
+    )
+
+
+def _best(
+    *,
+    candidate: CaseSignature,
+    cases: Iterable[CaseSignature],
+    threshold: float,
+    threshold_other_field: float,
+) -> tuple[CaseSignature, float] | None:
+    """The full comparison over `cases`, in order (the first of equally similar ones wins)."""
     best: tuple[CaseSignature, float] | None = None
-    for case in open_cases:
+    for case in cases:
         if case.recommendation_id == candidate.recommendation_id:
             continue
         result = compare(candidate, case)
@@ -379,6 +402,131 @@ def find_duplicate(
         if result.similarity >= bar and (best is None or result.similarity > best[1]):
             best = (case, result.similarity)
     return best
+
+
+class DuplicateIndex:
+    """The open cases of one bucket, indexed so that `find` compares only plausible ones.
+
+    `find(candidate=...)` returns exactly what `find_duplicate(candidate=...,
+    open_cases=list(index.values()))` returns: an inverted index (content word or
+    identifier / name -> cases) counts the words each case shares with the candidate, and
+    a case whose similarity bound (`_Probe.bound`) stays under the bar is not compared. A
+    case sharing nothing with the candidate is never looked at. Memory: one list entry
+    per content word and identifier of each case, plus the signatures themselves.
+    Iteration order is insertion order; re-adding a present id replaces it in place
+    (like a dict).
+    """
+
+    def __init__(self, cases: Iterable[CaseSignature] = ()) -> None:
+        self._serial_of: dict[str, int] = {}
+        self._entries: dict[int, tuple[CaseSignature, _Stats]] = {}
+        self._postings: dict[str, list[int]] = {}
+        self._unsafe: set[int] = set()  # cases the bound does not apply to: always compared
+        self._next = 0
+        self._posted = 0
+        self._stale = 0
+        for case in cases:
+            self.add(case)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, recommendation_id: object) -> bool:
+        return recommendation_id in self._serial_of
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._serial_of))
+
+    def get(self, recommendation_id: str) -> CaseSignature | None:
+        """The signature of an open case, or None."""
+        serial = self._serial_of.get(recommendation_id)
+        return None if serial is None else self._entries[serial][0]
+
+    def values(self) -> list[CaseSignature]:
+        """The signatures, in insertion order."""
+        return [sig for sig, _ in self._entries.values()]
+
+    def add(self, case: CaseSignature) -> None:
+        """Add (or replace in place) an open case."""
+        serial = self._serial_of.get(case.recommendation_id)
+        if serial is None:
+            serial = self._next
+            self._next += 1
+            self._serial_of[case.recommendation_id] = serial
+        stats = _stats(case)
+        self._entries[serial] = (case, stats)
+        if not stats.safe:
+            self._unsafe.add(serial)
+        else:
+            self._unsafe.discard(serial)
+        for key in (*set(case.words), *_index_keys(stats)):
+            self._postings.setdefault(key, []).append(serial)
+        self._posted += stats.n_words + len(stats.keys) + len(stats.kinds)
+
+    def remove(self, recommendation_id: str) -> bool:
+        """Remove an open case (its index entries are dropped lazily); False if absent."""
+        serial = self._serial_of.pop(recommendation_id, None)
+        if serial is None:
+            return False
+        _, stats = self._entries.pop(serial)
+        self._unsafe.discard(serial)
+        self._stale += stats.n_words + len(stats.keys) + len(stats.kinds)
+        if self._stale > 1024 and self._stale * 2 > self._posted:
+            self._compact()
+        return True
+
+    def find(
+        self,
+        *,
+        candidate: CaseSignature,
+        threshold: float = THRESHOLD,
+        threshold_other_field: float = THRESHOLD_OTHER_FIELD,
+    ) -> tuple[CaseSignature, float] | None:
+        """`find_duplicate` over the indexed cases (same answer, fewer comparisons)."""
+        probe = _Probe(candidate)
+        cut = min(threshold, threshold_other_field) - _BOUND_MARGIN
+        if not probe.safe or probe.unseen_bound() >= cut:
+            return _best(
+                candidate=candidate,
+                cases=self.values(),
+                threshold=threshold,
+                threshold_other_field=threshold_other_field,
+            )
+        postings = self._postings
+        shared = Counter(chain.from_iterable(postings.get(w, ()) for w in probe.words))
+        keyed = set(chain.from_iterable(postings.get(k, ()) for k in probe.keys))
+        # no shared key and an identifier type in common: vetoed (see `_Probe.bound_from`)
+        vetoed = set(chain.from_iterable(postings.get("#k" + k, ()) for k in probe.kinds))
+        vetoed -= keyed
+        entries = self._entries
+        survivors: list[int] = []
+        for serial in (shared.keys() - vetoed) | keyed | self._unsafe:
+            entry = entries.get(serial)
+            if entry is None:
+                continue  # removed
+            stats = entry[1]
+            if not stats.safe:
+                survivors.append(serial)
+                continue
+            overlap = min(shared.get(serial, 0), stats.n_words, len(probe.words))
+            if probe.bound_from(stats, overlap=overlap, keyed=serial in keyed) >= cut:
+                survivors.append(serial)
+        survivors.sort()
+        return _best(
+            candidate=candidate,
+            cases=(entries[s][0] for s in survivors),
+            threshold=threshold,
+            threshold_other_field=threshold_other_field,
+        )
+
+    def _compact(self) -> None:
+        postings: dict[str, list[int]] = {}
+        posted = 0
+        for serial, (case, stats) in self._entries.items():
+            for key in (*set(case.words), *_index_keys(stats)):
+                postings.setdefault(key, []).append(serial)
+            posted += stats.n_words + len(stats.keys) + len(stats.kinds)
+        self._postings, self._posted, self._stale = postings, posted, 0
 
 
 def merge_decision(*, candidate: CaseSignature, case: CaseSignature) -> Decision:
@@ -393,6 +541,136 @@ def merge_decision(*, candidate: CaseSignature, case: CaseSignature) -> Decision
 
 
 # ---------------------------------------------------------------------- internals
+
+# similarity bounds are compared with the bar minus this (rounding of the similarity)
+_BOUND_MARGIN = 1e-3
+# the most each part of the similarity adds (see `compare`): concepts and the bonus
+_MAX_CONCEPTS = 0.15
+_MAX_BONUS = 0.4
+_STATS_ATTR = "_dup_stats"
+
+
+def _index_keys(stats: _Stats) -> tuple[str, ...]:
+    """Non-word keys of a case in a `DuplicateIndex`: bonus keys and identifier types."""
+    return (*stats.keys, *("#k" + k for k in stats.kinds))
+
+
+def _content_word(word: str) -> bool:
+    """A word `signature` keeps in `words` (when it is not a place or a person's name)."""
+    return word not in _DUP_STOPWORDS and not word.isdigit() and len(word) > 1
+
+
+def _bonus_keys(sig: CaseSignature) -> tuple[str, ...]:
+    """Index keys two signatures share whenever `compare` could give them a bonus.
+
+    Shared identifier ("#i"), shared name ("#n"), or a multi-word name of one that is the
+    value of an identifier of the other ("#v": multi-word identifier values and names).
+    """
+    keys = {"#i" + i for i in sig.identifiers}
+    values = (i.split(":", 1)[1] for i in sig.identifiers if ":" in i)
+    keys.update("#v" + v for v in values if " " in v)
+    keys.update("#n" + n for n in sig.names)
+    keys.update("#v" + n for n in sig.names if " " in n)
+    return tuple(sorted(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    """What the similarity bound needs of an open case (computed once per signature, small:
+    no copy of the words is kept)."""
+
+    n_words: int
+    n_pairs: int
+    keys: tuple[str, ...]
+    kinds: tuple[str, ...]  # identifier types
+    # every content word of a pair is among `words` (true of any `signature` output); the
+    # pair bound relies on it, a case without it is always compared in full
+    safe: bool
+
+
+def _stats(sig: CaseSignature) -> _Stats:
+    cached = sig.__dict__.get(_STATS_ATTR)
+    if cached is None:
+        words = frozenset(sig.words)
+        pairs = set(sig.pairs)
+        safe = all(_pair_words_ok(p, words) for p in pairs)
+        cached = _Stats(
+            n_words=len(words),
+            n_pairs=len(pairs),
+            keys=_bonus_keys(sig),
+            kinds=tuple(sorted({i.partition(":")[0] for i in sig.identifiers})),
+            safe=safe,
+        )
+        object.__setattr__(sig, _STATS_ATTR, cached)  # a cache, not a field: eq/repr unchanged
+    return cached
+
+
+def _pair_words_ok(pair: str, words: frozenset[str]) -> bool:
+    parts = pair.split("_")
+    return len(parts) == 2 and all(p in words for p in parts if _content_word(p))
+
+
+class _Probe:
+    """A candidate prepared for bounding its similarity to many open cases.
+
+    `compare` gives at most 0.45 x words cosine + 0.25 x pairs cosine + 0.15 (concepts)
+    + 0.4 (bonus, only with a shared identifier or name key). With `o` shared content
+    words, the shared pairs are at most the candidate's pairs without a content word plus
+    the pairs of its `o` most paired content words (a shared pair's content words are
+    shared words). Two cases sharing no identifier but naming objects of the same type
+    never merge.
+    """
+
+    def __init__(self, candidate: CaseSignature) -> None:
+        stats = _stats(candidate)
+        self.words = frozenset(candidate.words)
+        self.keys = frozenset(stats.keys)
+        self.kinds = frozenset(stats.kinds)
+        self.safe = stats.safe
+        self.n_words = stats.n_words
+        self.n_pairs = stats.n_pairs
+        per_word: Counter[str] = Counter()
+        self.plain_pairs = 0  # pairs without a content word
+        for pair in set(candidate.pairs):
+            content = {p for p in pair.split("_") if _content_word(p)}
+            if not content:
+                self.plain_pairs += 1
+            per_word.update(content)
+        top = sorted(per_word.values(), reverse=True)
+        self.top_pairs = [0]
+        for n in top:
+            self.top_pairs.append(self.top_pairs[-1] + n)
+
+    def bound(self, case: CaseSignature) -> float:
+        """Upper bound of the similarity to a case (inf when the bound does not apply)."""
+        stats = _stats(case)
+        if not stats.safe:
+            return math.inf
+        overlap = len(self.words.intersection(case.words))
+        keyed = not self.keys.isdisjoint(stats.keys)
+        return self.bound_from(stats, overlap=overlap, keyed=keyed)
+
+    def bound_from(self, stats: _Stats, *, overlap: int, keyed: bool) -> float:
+        """Upper bound given the number of shared content words and shared bonus keys.
+
+        Without a shared key no identifier is shared, so an identifier type named by both
+        vetoes the merge (see `compare`): the bound is then -inf.
+        """
+        if not keyed and not self.kinds.isdisjoint(stats.kinds):
+            return -math.inf
+        score = _MAX_CONCEPTS + (_MAX_BONUS if keyed else 0.0)
+        if overlap and self.n_words and stats.n_words:
+            score += 0.45 * overlap / math.sqrt(self.n_words * stats.n_words)
+        if self.n_pairs and stats.n_pairs:
+            top = self.top_pairs[min(overlap, len(self.top_pairs) - 1)]
+            pairs = min(self.n_pairs, stats.n_pairs, self.plain_pairs + top)
+            score += 0.25 * pairs / math.sqrt(self.n_pairs * stats.n_pairs)
+        return score
+
+    def unseen_bound(self) -> float:
+        """Upper bound for a case sharing no content word and no bonus key."""
+        pairs = math.sqrt(self.plain_pairs / self.n_pairs) if self.n_pairs else 0.0
+        return _MAX_CONCEPTS + 0.25 * pairs
 
 
 def _cosine(a: Iterable[str], b: Iterable[str]) -> float:
@@ -438,7 +716,7 @@ def _objects(
         value = _ROAD_PREFIX.get(kind, "") + m.group("num")
         identifiers.add(f"{_NUMBERED_TYPES[kind]}:{value}")
     names: set[str] = set()
-    plain = fold(original) == original.lower()  # typed without diacritics
+    plain = fold_text(original) == original.lower()  # typed without diacritics
     persons: set[str] = set()
     for run, before in _capitalised_runs(nfc(original)):
         name = " ".join(run)
@@ -462,11 +740,11 @@ def _object_type(before: list[str], *, plain: bool) -> str | None:
     """
     tail = " " + " ".join(before[-6:])
     if plain:
-        tail = fold(tail)
+        tail = fold_text(tail)
     for words, typ in _OBJECT_WORDS:
-        word = fold(words) if plain else words
+        word = fold_word(words) if plain else words
         if tail.endswith(" " + word):
-            rest = fold(tail[: -len(word)]).rstrip()
+            rest = fold_text(tail[: -len(word)]).rstrip()
             # "dự án Khu dân cư X" names a project, not a hamlet
             return "project" if rest.endswith(" du an") else typ
     return None
@@ -478,7 +756,7 @@ def _capitalised_runs(text: str) -> list[tuple[list[str], list[str]]]:
     A capitalised word opening a sentence counts only when the next word is capitalised
     too and it is an object word ("Cầu Khe Cạn..." -> bridge "khe can").
     """
-    plain = fold(text) == text.lower()
+    plain = fold_text(text) == text.lower()
     not_names = _NOT_NAME_WORDS_PLAIN if plain else _NOT_NAME_WORDS
     text = _NOT_NAME_PHRASE_RE.sub(lambda m: m.group(0).lower(), text)
     tokens = _WORD.findall(text)
@@ -493,7 +771,7 @@ def _capitalised_runs(text: str) -> list[tuple[list[str], list[str]]]:
                 runs.append((current, before))
             current, previous, sentence_start = [], [], True
             continue
-        folded = fold(tok)
+        folded = fold_word(tok)
         lowered = tok.lower()
         is_name = (tok[0].isupper() or (tok[0].isdigit() and current != [])) and (
             lowered not in not_names

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phoihop_common.config import ConfigError, read_yaml
-from phoihop_routing.textmatch import MatchText, contains, exact_phrase, fold_phrase
+from phoihop_routing.textmatch import MatchText, PhraseSet, contains, exact_phrase, fold_phrase
 from phoihop_schemas.events import Level
 
 RULES_FILE = "routing_rules.yaml"
@@ -155,6 +155,19 @@ class CompiledRule:
         else:
             found = [f for f in self.folded if contains(text.folded, f)]
         found += [t for t in self.exact if contains(text.exact, t)]
+        return self._hit(text, found)
+
+    def match_present(self, text: MatchText, *, folded: set[str], toned: set[str]) -> Hit | None:
+        """`match`, given the phrases already found in `text.folded` and `text.exact`."""
+        if text.has_diacritics:
+            pairs = zip(self.folded, self.toned, strict=True)
+            found = [f for f, t in pairs if t in toned]
+        else:
+            found = [f for f in self.folded if f in folded]
+        found += [t for t in self.exact if t in toned]
+        return self._hit(text, found)
+
+    def _hit(self, text: MatchText, found: list[str]) -> Hit | None:
         for pattern in self.patterns:
             m = pattern.search(text.folded)
             if m:
@@ -163,6 +176,48 @@ class CompiledRule:
         # count it once
         distinct = [t for t in found if not any(t != o and f" {t} " in f" {o} " for o in found)]
         return Hit(rule=self.rule, terms=tuple(dict.fromkeys(distinct))) if distinct else None
+
+
+class RuleIndex:
+    """Matches many compiled rules on a text in one pass over its words.
+
+    `hits(text)` equals `[rule.match(text) for rule in rules]`: the phrases of every rule
+    are looked up once per text (`PhraseSet`) and only the rules with a phrase present, or
+    with patterns, are evaluated.
+    """
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = tuple(rules)
+        self._folded = PhraseSet(f for r in self.rules for f in r.folded)
+        self._toned = PhraseSet(t for r in self.rules for t in (*r.toned, *r.exact))
+        by_folded: dict[str, set[int]] = {}
+        by_toned: dict[str, set[int]] = {}  # terms, compared with diacritics
+        by_exact: dict[str, set[int]] = {}
+        for i, rule in enumerate(self.rules):
+            for f in rule.folded:
+                by_folded.setdefault(f, set()).add(i)
+            for t in rule.toned:
+                by_toned.setdefault(t, set()).add(i)
+            for t in rule.exact:
+                by_exact.setdefault(t, set()).add(i)
+        self._by_folded, self._by_toned, self._by_exact = by_folded, by_toned, by_exact
+        self._with_patterns = frozenset(i for i, r in enumerate(self.rules) if r.patterns)
+
+    def hits(self, text: MatchText) -> list[Hit | None]:
+        """The hit of every rule (None where it does not match), in rule order."""
+        toned = self._toned.present(text.exact)
+        folded = set() if text.has_diacritics else self._folded.present(text.folded)
+        todo = set(self._with_patterns)
+        for t in toned:
+            todo.update(self._by_exact.get(t, ()))
+            if text.has_diacritics:
+                todo.update(self._by_toned.get(t, ()))
+        for f in folded:
+            todo.update(self._by_folded[f])
+        out: list[Hit | None] = [None] * len(self.rules)
+        for i in todo:
+            out[i] = self.rules[i].match_present(text, folded=folded, toned=toned)
+        return out
 
 
 def load_rules(path: Path) -> RoutingRules:

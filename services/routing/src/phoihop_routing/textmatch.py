@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from phoihop_common.text import fold, nfc
 
@@ -40,14 +42,14 @@ class MatchText:
         """Prepare a text for matching."""
         text = nfc(text)
         lowered = text.lower()
-        folded_words = _FOLDED_WORD.findall(fold(text))
+        folded_words = _FOLDED_WORD.findall(fold_text(text))
         exact_words = _EXACT_WORD.findall(lowered)
         alpha = [w for w in exact_words if not w.isdigit()]
-        marked = sum(1 for w in alpha if fold(w) != w)
+        marked = sum(1 for w in alpha if not w.isascii() and fold_word(w) != w)
         return cls(
             original=text,
             folded=" " + " ".join(folded_words) + " ",
-            exact=" " + " ".join(toned(w) for w in exact_words) + " ",
+            exact=" " + " ".join(map(toned, exact_words)) + " ",
             has_diacritics=bool(alpha) and marked / len(alpha) >= _DIACRITIC_SHARE,
         )
 
@@ -64,6 +66,7 @@ class MatchText:
         return _EXACT_WORD.findall(self.original.lower())
 
 
+@lru_cache(maxsize=1 << 16)
 def toned(word: str) -> str:
     """Canonical form of one lower-case word: 'hoà' and 'hòa' -> 'hoaf', 'chợ' -> 'chơj'."""
     tone = ""
@@ -74,6 +77,32 @@ def toned(word: str) -> str:
         else:
             kept.append(ch)
     return unicodedata.normalize("NFC", "".join(kept)) + tone
+
+
+class _StripMarks(dict[int, int | None]):
+    """`str.translate` table deleting combining marks (category Mn), filled on demand."""
+
+    def __missing__(self, key: int) -> int | None:
+        value = None if unicodedata.category(chr(key)) == "Mn" else key
+        self[key] = value
+        return value
+
+
+_STRIP_MARKS = _StripMarks()
+
+
+def fold_text(text: str) -> str:
+    """`phoihop_common.text.fold`, faster: same result (ASCII shortcut, cached mark table)."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d").replace("Đ", "d"))
+    return unicodedata.normalize("NFC", decomposed.translate(_STRIP_MARKS))
+
+
+@lru_cache(maxsize=1 << 16)
+def fold_word(word: str) -> str:
+    """`fold` of one word, cached (a text's words repeat across texts)."""
+    return fold_text(word)
 
 
 def fold_phrase(phrase: str) -> str:
@@ -89,3 +118,42 @@ def exact_phrase(phrase: str) -> str:
 def contains(haystack: str, phrase: str) -> bool:
     """True when `phrase` (single-spaced words) occurs at word boundaries in a padded text."""
     return bool(phrase) and f" {phrase} " in haystack
+
+
+class PhraseSet:
+    """A fixed set of single-spaced phrases, all found in a text in one pass.
+
+    `present(haystack)` is the subset of phrases `p` for which `contains(haystack, p)`:
+    every word run that starts a known phrase is extended only while it stays a phrase
+    prefix, so a text costs about one set lookup per word.
+    """
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        self.phrases = frozenset(p for p in phrases if p)
+        self._prefixes = frozenset(
+            " ".join(words[:n])
+            for words in (p.split(" ") for p in self.phrases)
+            for n in range(1, len(words))
+        )
+        self._firsts = frozenset(p.split(" ", 1)[0] for p in self.phrases)
+
+    def present(self, haystack: str) -> set[str]:
+        """The phrases occurring at word boundaries in a padded, single-spaced text."""
+        words = haystack.split(" ")
+        phrases, prefixes, firsts = self.phrases, self._prefixes, self._firsts
+        found: set[str] = set()
+        for i, word in enumerate(words):
+            if word not in firsts:
+                continue
+            run = word
+            j = i
+            while True:
+                if run in phrases:
+                    found.add(run)
+                if run not in prefixes:
+                    break
+                j += 1
+                if j >= len(words):
+                    break
+                run = f"{run} {words[j]}"
+        return found

@@ -1,0 +1,167 @@
+"""The fast paths give the same decisions as the plain ones.
+
+- `RuleIndex.hits` (one pass over a text's words) equals matching every rule on its own.
+- `find_duplicate` (similarity bound) and `DuplicateIndex.find` (inverted index) equal a
+  comparison with every open case, on generated recommendations of one commune with
+  near-duplicates, re-typed copies without diacritics and closed cases.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from bench.texts import generate
+from phoihop_common.config import load_reference
+from phoihop_common.text import fold
+from phoihop_routing.classify import Classifier
+from phoihop_routing.duplicates import (
+    THRESHOLD,
+    THRESHOLD_OTHER_FIELD,
+    CaseSignature,
+    DuplicateIndex,
+    compare,
+    find_duplicate,
+    signature,
+)
+from phoihop_routing.textmatch import MatchText, fold_text
+from phoihop_schemas.events import Kind
+
+LOCALITY = "xa-an-binh"
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier.from_config(reference=load_reference())
+
+
+def _texts(count: int, *, seed: int) -> list[str]:
+    """Generated texts plus variants: words dropped, numbers changed, no diacritics."""
+    rng = random.Random(seed)
+    base = [g.body["text"] for g in generate(count, seed=seed)]
+    out = list(base)
+    for text in rng.sample(base, k=count // 2):
+        words = text.split()
+        op = rng.random()
+        if op < 0.4:
+            words = [w for w in words if rng.random() > 0.2]
+        elif op < 0.7:
+            words = [str(rng.randint(1, 9)) if w.isdigit() else w for w in words]
+        else:
+            words = fold(" ".join(words)).split()
+        out.append(" ".join(words))
+    rng.shuffle(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def signatures(classifier: Classifier) -> list[CaseSignature]:
+    out = []
+    for i, text in enumerate(_texts(240, seed=5)):
+        c = classifier.classify(text=text, kind=Kind.KIEN_NGHI, locality=LOCALITY)
+        out.append(
+            signature(recommendation_id=f"R{i}", text=text, locality=LOCALITY, classification=c)
+        )
+    return out
+
+
+def _full_scan(
+    candidate: CaseSignature,
+    open_cases: Sequence[CaseSignature],
+    threshold: float = THRESHOLD,
+    threshold_other_field: float = THRESHOLD_OTHER_FIELD,
+) -> tuple[str, float] | None:
+    """The reference: compare with every case, first of the most similar wins."""
+    best: tuple[str, float] | None = None
+    for case in open_cases:
+        if case.recommendation_id == candidate.recommendation_id:
+            continue
+        result = compare(candidate, case)
+        same = case.category == candidate.category and case.level == candidate.level
+        bar = threshold if same else threshold_other_field
+        if (
+            not result.vetoed
+            and result.similarity >= bar
+            and (best is None or result.similarity > best[1])
+        ):
+            best = (case.recommendation_id, result.similarity)
+    return best
+
+
+def _ids(found: tuple[CaseSignature, float] | None) -> tuple[str, float] | None:
+    return None if found is None else (found[0].recommendation_id, found[1])
+
+
+def test_rule_index_equals_matching_each_rule(classifier: Classifier) -> None:
+    texts = [*_texts(120, seed=9), "", "Đ", "quoc lo 1A", "İ ÷ ø \u212a"]
+    for text in texts:
+        assert fold_text(text) == fold(text)
+        mt = MatchText.of(text)
+        for index in (classifier._category_index, classifier._level_index):
+            assert index.hits(mt) == [rule.match(mt) for rule in index.rules], text
+
+
+def test_find_duplicate_and_index_equal_a_full_scan(signatures: list[CaseSignature]) -> None:
+    """Engine-like flow: a candidate either merges or opens a case; some cases close."""
+    rng = random.Random(1)
+    open_cases: list[CaseSignature] = []
+    index = DuplicateIndex()
+    merged = 0
+    for sig in signatures:
+        expected = _full_scan(sig, open_cases)
+        assert _ids(find_duplicate(candidate=sig, open_cases=open_cases)) == expected
+        assert _ids(index.find(candidate=sig)) == expected
+        merged += expected is not None
+        if expected is None:
+            open_cases.append(sig)
+            index.add(sig)
+        if open_cases and rng.random() < 0.1:
+            closed = open_cases.pop(rng.randrange(len(open_cases)))
+            assert index.remove(closed.recommendation_id)
+        assert [s.recommendation_id for s in index.values()] == [
+            s.recommendation_id for s in open_cases
+        ]
+    assert 10 < merged < len(signatures) - 10  # both verdicts are exercised
+
+
+@pytest.mark.parametrize(("threshold", "other"), [(0.0, 0.0), (0.2, 0.25), (0.6, 0.7)])
+def test_every_case_in_one_bucket_any_threshold(
+    signatures: list[CaseSignature], threshold: float, other: float
+) -> None:
+    """No dedup while filling (many near-identical open cases), thresholds varied."""
+    opened, candidates = signatures[:200], signatures[200:]
+    index = DuplicateIndex(opened)
+    for sig in [*candidates, *opened[::17]]:
+        expected = _full_scan(sig, opened, threshold, other)
+        kwargs = {"threshold": threshold, "threshold_other_field": other}
+        assert _ids(find_duplicate(candidate=sig, open_cases=opened, **kwargs)) == expected
+        assert _ids(index.find(candidate=sig, **kwargs)) == expected
+
+
+def test_hand_made_signatures_without_consistent_pairs_are_still_compared() -> None:
+    """A signature whose pairs name words it does not list is never skipped by the bound."""
+    a = CaseSignature(recommendation_id="a", locality=LOCALITY, pairs=("cau_sap",))
+    b = CaseSignature(recommendation_id="b", locality=LOCALITY, pairs=("cau_sap",))
+    index = DuplicateIndex([a])
+    expected = _full_scan(b, [a], 0.2, 0.2)
+    assert expected is not None
+    assert _ids(index.find(candidate=b, threshold=0.2, threshold_other_field=0.2)) == expected
+    assert (
+        _ids(find_duplicate(candidate=b, open_cases=[a], threshold=0.2, threshold_other_field=0.2))
+        == expected
+    )
+
+
+def test_index_replaces_in_place_and_removes(signatures: list[CaseSignature]) -> None:
+    index = DuplicateIndex(signatures[:3])
+    first = signatures[0]
+    index.add(first)
+    assert [s.recommendation_id for s in index.values()] == ["R0", "R1", "R2"]
+    assert "R1" in index
+    assert len(index) == 3
+    assert index.get("R1") == signatures[1]
+    assert index.remove("R1")
+    assert not index.remove("R1")
+    assert list(index) == ["R0", "R2"]
