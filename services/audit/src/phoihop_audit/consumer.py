@@ -15,7 +15,7 @@ from phoihop_audit.keys import PiiCipher
 from phoihop_audit.metrics import AuditMetrics
 from phoihop_audit.settings import AuditSettings
 from phoihop_common.dlq import dead_letter
-from phoihop_common.kafka import client_kwargs, producer_kwargs
+from phoihop_common.kafka import consumer_kwargs, producer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import record_consumer_lag
 from phoihop_schemas.codec import DecodeError, decode
@@ -46,7 +46,7 @@ class AuditConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 5),
-            **client_kwargs(settings),
+            **consumer_kwargs(settings),
         )
         self.producer = AIOKafkaProducer(**producer_kwargs(settings))
         self.started = False

@@ -25,6 +25,7 @@ class KafkaSettings(BaseModel):
     kafka_ssl_cafile: str | None = None
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
+    kafka_fetch_max_wait_ms: int = 50  # aiokafka's 500 ms default adds latency at low rates
     kafka_topic_partitions: int = 4
     kafka_topic_replication: int = 1
 
@@ -54,6 +55,11 @@ def client_kwargs(s: KafkaSettings) -> dict[str, Any]:
             s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None
         )
     return kwargs
+
+
+def consumer_kwargs(s: KafkaSettings) -> dict[str, Any]:
+    """Consumer settings: client settings plus a short fetch wait."""
+    return client_kwargs(s) | {"fetch_max_wait_ms": s.kafka_fetch_max_wait_ms}
 
 
 def producer_kwargs(s: KafkaSettings) -> dict[str, Any]:

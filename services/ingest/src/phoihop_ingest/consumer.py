@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 
 from phoihop_common.config import Reference
 from phoihop_common.dlq import dead_letter
-from phoihop_common.kafka import client_kwargs
+from phoihop_common.kafka import consumer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import record_consumer_lag
 from phoihop_ingest.exceptions import InvalidInputError, UnavailableError
@@ -100,7 +100,7 @@ class InboundConsumer:
         while self.consumer is None:
             consumer = AIOKafkaConsumer(
                 TOPIC,
-                **client_kwargs(self.settings),
+                **consumer_kwargs(self.settings),
                 group_id=self.settings.consumer_group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",

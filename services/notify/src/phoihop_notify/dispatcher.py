@@ -21,13 +21,14 @@ from phoihop_notify.exceptions import UrlNotAllowedError
 from phoihop_notify.metrics import NotifyMetrics
 from phoihop_notify.policy import Outcome, Result, next_step
 from phoihop_notify.settings import NotifySettings
-from phoihop_notify.ssrf import check_url
+from phoihop_notify.ssrf import UrlGuard
 from phoihop_schemas.codec import outcome_event_id
 from phoihop_schemas.events import NotificationOutcome
 
 log = get_logger(__name__)
 LEASE_MARGIN = timedelta(seconds=5)  # after the request timeout, a crashed attempt is retried
 GAUGE_INTERVAL = 2.0
+RECORD_BATCH = 500  # finished attempts written per transaction, at most
 
 
 @dataclass
@@ -51,9 +52,33 @@ class TokenBucket:
             return True
         return False
 
+    def empty(self) -> bool:
+        """True when no token is available now (nothing is spent)."""
+        if self.tokens < 0:
+            return False
+        now = time.monotonic()
+        return self.tokens + (now - self.stamp) * self.rate < 1.0
+
+
+@dataclass
+class Endpoint:
+    """What the dispatcher tracks about one subscription: its rate limit and attempts in flight."""
+
+    bucket: TokenBucket
+    in_flight: int = 0
+
 
 class Dispatcher:
-    """Polls the durable schedule (and is woken by the consumer), attempts, records outcomes."""
+    """Claims due deliveries in batches, attempts them concurrently, records outcomes in batches.
+
+    The durable schedule is the database: a claim is a lease (a crashed attempt becomes due
+    again), an outcome is written with its effect. Order per (endpoint, recommendation) holds
+    because a delivery is only due once the earlier ones of its case are no longer pending, and
+    a finished attempt stays pending until its outcome is recorded; everything else (other
+    endpoints, other recommendations of the same endpoint) goes out concurrently, up to
+    `dispatch_concurrency` attempts, `endpoint_concurrency` per endpoint, within each
+    endpoint's rate limit.
+    """
 
     def __init__(
         self,
@@ -71,76 +96,137 @@ class Dispatcher:
         self.metrics = metrics
         self.contacts = contacts
         self.on_outcome = on_outcome
+        self.guard = UrlGuard(allowed=settings.networks)
         self._wake = asyncio.Event()
-        self._buckets: dict[str, TokenBucket] = {}
-        self._sem = asyncio.Semaphore(settings.dispatch_concurrency)
+        self._endpoints: dict[str, Endpoint] = {}
+        self._in_flight: dict[str, store.Due] = {}  # delivery id -> claimed delivery
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._finished: asyncio.Queue[store.Attempt] = asyncio.Queue()
         self._gauges_at = 0.0
+        self._starved = False  # the last look left due deliveries for want of free slots
 
     def wake(self) -> None:
-        """New deliveries exist."""
+        """New deliveries exist, or earlier ones finished."""
         self._wake.set()
 
-    async def run(self) -> None:
-        """Dispatch forever."""
-        while True:
-            try:
-                done = await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatch_failed")
-                done = 0
-                await asyncio.sleep(1.0)
-            if not done:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), timeout=self.settings.dispatch_interval
-                    )
+    @property
+    def in_flight(self) -> int:
+        """Attempts claimed and not yet recorded."""
+        return len(self._in_flight)
 
-    async def tick(self) -> int:
-        """Attempt every due delivery the rate limits allow; return how many were attempted."""
+    async def run(self) -> None:
+        """Dispatch forever; on cancellation, give back the claims of unfinished attempts."""
+        recorder = asyncio.create_task(self._record_forever(), name="notify-recorder")
+        try:
+            while True:
+                try:
+                    started = await self.dispatch_once()
+                    await self._update_gauges()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatch_failed")
+                    started = 0
+                    await asyncio.sleep(1.0)
+                if not started:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._idle_for())
+        finally:
+            recorder.cancel()
+            await self._shutdown(recorder)
+
+    async def dispatch_once(self) -> int:
+        """Claim what may go now and start its attempts; return how many were started."""
+        # Cleared before looking, so a wake-up during the query is not lost.
+        self._wake.clear()
+        s = self.settings
+        room = s.dispatch_concurrency - len(self._in_flight)
+        self._starved = room <= 0
+        if room <= 0:
+            return 0
         now = datetime.now(UTC)
+        busy = [sid for sid, ep in self._endpoints.items() if not self._can_send(ep)]
+        self._starved = self._starved or any(
+            ep.in_flight >= s.endpoint_concurrency for ep in self._endpoints.values()
+        )
         due = await asyncio.to_thread(
             store.due_deliveries,
             self.engine,
             now=now,
-            hold=timedelta(seconds=self.settings.order_hold),
-            limit=self.settings.dispatch_batch,
+            hold=timedelta(seconds=s.order_hold),
+            limit=min(s.dispatch_batch, room),
+            skip_subscriptions=busy,
+            skip_ids=list(self._in_flight),
         )
-        allowed = [d for d in due if self._bucket(d.subscription_id).take()]
-        if allowed:
-            await asyncio.gather(*(self._guarded(d) for d in allowed))
-        await self._update_gauges()
-        return len(allowed)
-
-    def _bucket(self, subscription_id: str) -> TokenBucket:
-        bucket = self._buckets.get(subscription_id)
-        if bucket is None:
-            bucket = self._buckets[subscription_id] = TokenBucket(
-                rate=self.settings.rate_limit_per_second
-            )
-        return bucket
-
-    async def _guarded(self, due: store.Due) -> None:
-        async with self._sem:
-            try:
-                await self.attempt(due)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("attempt_failed", delivery_id=due.id)
-
-    async def attempt(self, due: store.Due) -> Outcome | None:
-        """One attempt of one delivery; None when another dispatcher took it first."""
-        s = self.settings
-        now = datetime.now(UTC)
+        picked: list[store.Due] = []
+        for d in due:
+            if len(picked) >= room:
+                self._starved = True
+                break
+            ep = self._endpoint(d.subscription_id)
+            if ep.in_flight >= s.endpoint_concurrency:
+                self._starved = True
+                continue
+            if not ep.bucket.take():
+                continue
+            ep.in_flight += 1
+            picked.append(d)
+        if not picked:
+            return 0
         lease = now + timedelta(seconds=s.request_timeout) + LEASE_MARGIN
-        if not await asyncio.to_thread(
-            store.claim, self.engine, due=due, lease_until=lease, now=now
-        ):
-            return None
-        attempt_no = due.attempts + 1
+        try:
+            claimed = await asyncio.to_thread(
+                store.claim, self.engine, items=picked, lease_until=lease, now=now
+            )
+        except BaseException:
+            for d in picked:
+                self._endpoint(d.subscription_id).in_flight -= 1
+            raise
+        mine = {d.id for d in claimed}
+        for d in picked:
+            if d.id not in mine:  # another dispatcher took it first
+                self._endpoint(d.subscription_id).in_flight -= 1
+        for d in claimed:
+            self._in_flight[d.id] = d
+            task = asyncio.create_task(self._attempt_safely(d))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(picked)
+
+    def _idle_for(self) -> float:
+        """How long to wait for a wake-up: the poll interval, or until a token is back."""
+        wait = self.settings.dispatch_interval
+        if any(ep.bucket.empty() for ep in self._endpoints.values()):
+            wait = min(wait, 1.0 / max(self.settings.rate_limit_per_second, 1e-3))
+        return max(wait, 0.001)
+
+    def _can_send(self, ep: Endpoint) -> bool:
+        return ep.in_flight < self.settings.endpoint_concurrency and not ep.bucket.empty()
+
+    def _endpoint(self, subscription_id: str) -> Endpoint:
+        ep = self._endpoints.get(subscription_id)
+        if ep is None:
+            ep = self._endpoints[subscription_id] = Endpoint(
+                bucket=TokenBucket(rate=self.settings.rate_limit_per_second)
+            )
+        return ep
+
+    async def _attempt_safely(self, due: store.Due) -> None:
+        try:
+            finished = await self.attempt(due)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a claim without a recorded outcome
+            log.exception("attempt_failed", delivery_id=due.id)
+            finished = self._judge(
+                due,
+                Result(ok=False, error=f"internal: {type(exc).__name__}"),
+                latency=0.0,
+            )
+        self._finished.put_nowait(finished)
+
+    async def attempt(self, due: store.Due) -> store.Attempt:
+        """Make one attempt of a claimed delivery; return its effect (not yet recorded)."""
         message = Message(
             id=due.id,
             event_type=due.event_type,
@@ -151,6 +237,12 @@ class Dispatcher:
         started = time.perf_counter()
         result = await self._deliver(due, message)
         latency = time.perf_counter() - started
+        return self._judge(due, result, latency=latency)
+
+    def _judge(self, due: store.Due, result: Result, *, latency: float) -> store.Attempt:
+        """Outcome, next attempt time and outcome event of a finished attempt."""
+        s = self.settings
+        attempt_no = due.attempts + 1
         now = datetime.now(UTC)
         step = next_step(
             result=result,
@@ -191,10 +283,11 @@ class Dispatcher:
             error=result.error,
             attempted_at=now,
         )
-        await asyncio.to_thread(
-            store.record_attempt,
-            self.engine,
+        self.metrics.deliveries.labels(due.channel, outcome.value).inc()
+        self.metrics.duration.labels(due.channel).observe(latency)
+        return store.Attempt(
             due=due,
+            attempt=attempt_no,
             status=status,
             next_attempt_at=next_at,
             status_code=result.status_code,
@@ -203,26 +296,92 @@ class Dispatcher:
             disable_reason=disable_reason,
             outcome_id=outcome_event_id(due.event_id, due.subscription_id, attempt_no),
             outcome_payload=event.model_dump(mode="json"),
-            now=now,
+            at=now,
         )
-        self.metrics.deliveries.labels(due.channel, outcome.value).inc()
-        self.metrics.duration.labels(due.channel).observe(latency)
-        log.info(
-            "delivery_attempt",
-            delivery_id=due.id,
-            recommendation_id=due.recommendation_id,
-            event_id=due.event_id,
-            subscription_id=due.subscription_id,
-            attempt=attempt_no,
-            outcome=outcome.value,
-            status_code=result.status_code,
-            error=result.error,
-            next_attempt_at=next_at.isoformat() if outcome is Outcome.RETRY_SCHEDULED else None,
-        )
+
+    async def _record_forever(self) -> None:
+        """Write finished attempts in batches, then free their slots and wake the dispatcher."""
+        while True:
+            batch = [await self._finished.get()]
+            while not self._finished.empty() and len(batch) < RECORD_BATCH:
+                batch.append(self._finished.get_nowait())
+            while True:
+                try:
+                    recorded = await asyncio.to_thread(
+                        store.record_attempts, self.engine, attempts=batch
+                    )
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # keep the batch (and its slots) until it is stored
+                    log.exception("record_failed", attempts=len(batch))
+                    await asyncio.sleep(1.0)
+            self._recorded(batch, recorded=recorded)
+
+    def _recorded(self, batch: list[store.Attempt], *, recorded: store.Recorded) -> None:
+        disabled = recorded.disabled
+        soon = datetime.now(UTC) + timedelta(seconds=self.settings.dispatch_interval)
+        told: set[str] = set()
+        for a in batch:
+            due = a.due
+            self._in_flight.pop(due.id, None)
+            self._endpoint(due.subscription_id).in_flight -= 1
+            outcome = a.outcome_payload["outcome"]
+            log.info(
+                "delivery_attempt",
+                delivery_id=due.id,
+                recommendation_id=due.recommendation_id,
+                event_id=due.event_id,
+                subscription_id=due.subscription_id,
+                attempt=a.attempt,
+                outcome=outcome,
+                status_code=a.status_code,
+                error=a.error,
+                next_attempt_at=(
+                    a.next_attempt_at.isoformat()
+                    if outcome == Outcome.RETRY_SCHEDULED.value
+                    else None
+                ),
+            )
+            sid = due.subscription_id
+            if a.disable_reason and sid in disabled and sid not in told:
+                told.add(sid)
+                task = asyncio.create_task(self._tell_contacts(due, a.disable_reason))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         self.on_outcome()
-        if disable_reason:
-            await self._tell_contacts(due, disable_reason)
-        return outcome
+        # Look again at once only when this batch can have made something sendable: freed
+        # slots the dispatcher was short of, a later event of a finished case, a quick retry.
+        if (
+            self._starved
+            or recorded.unblocked
+            or any(a.status == store.PENDING and a.next_attempt_at <= soon for a in batch)
+        ):
+            self.wake()
+
+    async def _shutdown(self, recorder: asyncio.Task[None]) -> None:
+        """Stop attempts; record what finished; give back claims of what did not."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        finished: list[store.Attempt] = []
+        while not self._finished.empty():
+            finished.append(self._finished.get_nowait())
+        done = {a.due.id for a in finished}
+        unfinished = [d for i, d in self._in_flight.items() if i not in done]
+        try:
+            if finished:
+                await asyncio.to_thread(store.record_attempts, self.engine, attempts=finished)
+                self.on_outcome()
+            await asyncio.to_thread(
+                store.release, self.engine, items=unfinished, now=datetime.now(UTC)
+            )
+        except Exception:  # their leases expire and they are attempted again
+            log.exception("shutdown_record_failed")
+        self._in_flight.clear()
 
     async def _deliver(self, due: store.Due, message: Message) -> Result:
         channel = self.channels.get(due.channel)
@@ -230,7 +389,7 @@ class Dispatcher:
             return Result(ok=False, error=f"no channel {due.channel}", permanent=True)
         if due.channel == "webhook":
             try:
-                await check_url(due.target, allowed=self.settings.networks)
+                await self.guard.check(due.target)
             except UrlNotAllowedError as exc:
                 return Result(ok=False, error=f"url_not_allowed: {exc.detail}", permanent=True)
         return await channel.deliver(

@@ -59,7 +59,12 @@ class Runtime:
         await ensure_topics(settings)
         metrics = notify_metrics()
         all_channels: dict[str, Channel] = {
-            "webhook": WebhookChannel(timeout=settings.request_timeout),
+            "webhook": WebhookChannel(
+                timeout=settings.request_timeout,
+                max_connections=settings.dispatch_concurrency,
+                per_host=settings.endpoint_concurrency,
+                backend=settings.webhook_client,
+            ),
             "email": EmailChannel(
                 host=settings.smtp_host,
                 port=settings.smtp_port,

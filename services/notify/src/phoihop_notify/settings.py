@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +32,7 @@ class NotifySettings(BaseSettings, KafkaSettings):
     database_url: str = "sqlite:///var/notify.db"
     config_dir: Path | None = None  # falls back to PHOIHOP_CONFIG_DIR / deploy/config
     consumer_group: str = "phoihop-notify"
+    fetch_max_wait_ms: int = 50
     log_level: str = "INFO"
     # CIDRs exempt from the refusal of private, loopback and link-local webhook targets.
     allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
@@ -39,13 +40,17 @@ class NotifySettings(BaseSettings, KafkaSettings):
     retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     request_timeout: float = 15.0
     disable_after: timedelta = timedelta(days=5)  # env: seconds or ISO 8601 (P5D)
-    rate_limit_per_second: float = 10.0
+    # Sends per second to one endpoint (token bucket, bursts up to the same number).
+    rate_limit_per_second: float = 2000.0
     max_retry_after: float = 86_400.0
     # A delivery waits for the recommendation's earlier events at most this long.
     order_hold: float = 60.0
+    # Seconds between looks for retries that became due (new deliveries wake it at once).
     dispatch_interval: float = 0.5
-    dispatch_batch: int = 100
-    dispatch_concurrency: int = 16
+    dispatch_batch: int = 500  # deliveries claimed per database round trip, at most
+    dispatch_concurrency: int = 64  # attempts in flight, all endpoints together
+    endpoint_concurrency: int = 16  # attempts in flight to one endpoint (its connections)
+    webhook_client: Literal["auto", "aiohttp", "httpx"] = "auto"  # auto: aiohttp if installed
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "phoihop@localhost"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -47,6 +48,13 @@ async def check_url(url: str, *, allowed: Sequence[Network]) -> None:
         raise UrlNotAllowedError(f"invalid URL: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise UrlNotAllowedError("only absolute http(s) URLs are accepted")
+    try:
+        literal = ipaddress.ip_address(parsed.host)
+    except ValueError:
+        literal = None
+    if literal is not None:  # nothing to resolve
+        check_addresses([literal], allowed=allowed)
+        return
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -56,3 +64,33 @@ async def check_url(url: str, *, allowed: Sequence[Network]) -> None:
         raise UrlNotAllowedError(f"host does not resolve: {parsed.host}") from exc
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     check_addresses(addresses, allowed=allowed)
+
+
+class UrlGuard:
+    """`check_url` with each URL's verdict remembered for `ttl` seconds (one lookup per URL).
+
+    The dispatcher checks every attempt; resolving the host each time would cost a thread
+    hop and a DNS query per webhook.
+    """
+
+    def __init__(self, *, allowed: Sequence[Network], ttl: float = 30.0, size: int = 10_000):
+        self.allowed = tuple(allowed)
+        self.ttl = ttl
+        self.size = size
+        self._verdicts: dict[str, tuple[float, str | None]] = {}
+
+    async def check(self, url: str) -> None:
+        """Raise UrlNotAllowedError when the URL may not be called."""
+        now = time.monotonic()
+        known = self._verdicts.get(url)
+        if known is None or known[0] <= now:
+            error: str | None = None
+            try:
+                await check_url(url, allowed=self.allowed)
+            except UrlNotAllowedError as exc:
+                error = exc.detail
+            if len(self._verdicts) >= self.size:
+                self._verdicts.clear()
+            known = self._verdicts[url] = (now + self.ttl, error)
+        if known[1] is not None:
+            raise UrlNotAllowedError(known[1])

@@ -17,6 +17,7 @@ from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     Row,
     bindparam,
     create_engine,
@@ -312,21 +313,8 @@ class Due:
     data: dict[str, Any]
 
 
-def due_deliveries(
-    engine: Engine,
-    *,
-    now: datetime,
-    hold: timedelta,
-    limit: int,
-    skip_subscriptions: Collection[str] = (),
-    skip_ids: Collection[str] = (),
-) -> list[Due]:
-    """Due deliveries of enabled subscriptions, each only after the earlier ones of its case.
-
-    `skip_subscriptions` are endpoints the dispatcher cannot send to right now (rate limit,
-    connections in use) so that their backlog does not hide other endpoints' due deliveries;
-    `skip_ids` are deliveries it is attempting.
-    """
+def _due_query() -> Any:
+    """The due-deliveries query, built once (parameters: now, held_before, limit, skips)."""
     d, s, e = deliveries, subscriptions, events
     earlier = deliveries.alias("earlier")
     prior = events.alias("prior")
@@ -341,7 +329,7 @@ def due_deliveries(
         .where(prior.c.recommendation_id == d.c.recommendation_id, prior.c.sequence < d.c.sequence)
         .scalar_subquery()
     )
-    query = (
+    return (
         select(
             d.c.id,
             d.c.event_id,
@@ -365,22 +353,51 @@ def due_deliveries(
         .join(e, e.c.event_id == d.c.event_id)
         .where(
             d.c.status == PENDING,
-            d.c.next_attempt_at <= now,
+            d.c.next_attempt_at <= bindparam("now", type_=d.c.next_attempt_at.type),
             s.c.enabled.is_(True),
             s.c.deleted_at.is_(None),
             ~earlier_pending,
             # Hold a case's later event until its earlier ones were consumed (bounded wait).
-            or_(seen_before >= d.c.sequence - 1, d.c.created_at <= now - hold),
+            or_(
+                seen_before >= d.c.sequence - 1,
+                d.c.created_at <= bindparam("held_before", type_=d.c.created_at.type),
+            ),
+            d.c.subscription_id.not_in(bindparam("skip_subscriptions", expanding=True)),
+            d.c.id.not_in(bindparam("skip_ids", expanding=True)),
         )
-        .order_by(d.c.next_attempt_at, d.c.sequence)
-        .limit(limit)
+        # Index order (status, next_attempt_at): the scan stops after `limit` rows.
+        .order_by(d.c.next_attempt_at)
+        .limit(bindparam("limit", type_=Integer()))
     )
-    if skip_subscriptions:
-        query = query.where(d.c.subscription_id.not_in(list(skip_subscriptions)))
-    if skip_ids:
-        query = query.where(d.c.id.not_in(list(skip_ids)))
+
+
+_DUE = _due_query()
+
+
+def due_deliveries(
+    engine: Engine,
+    *,
+    now: datetime,
+    hold: timedelta,
+    limit: int,
+    skip_subscriptions: Collection[str] = (),
+    skip_ids: Collection[str] = (),
+) -> list[Due]:
+    """Due deliveries of enabled subscriptions, each only after the earlier ones of its case.
+
+    `skip_subscriptions` are endpoints the dispatcher cannot send to right now (rate limit,
+    connections in use) so that their backlog does not hide other endpoints' due deliveries;
+    `skip_ids` are deliveries it is attempting.
+    """
+    params = {
+        "now": now,
+        "held_before": now - hold,
+        "limit": limit,
+        "skip_subscriptions": list(skip_subscriptions),
+        "skip_ids": list(skip_ids),
+    }
     with engine.connect() as conn:
-        return [_due(r, now=now) for r in conn.execute(query)]
+        return [_due(r, now=now) for r in conn.execute(_DUE, params)]
 
 
 def _due(r: Any, *, now: datetime) -> Due:
@@ -406,7 +423,9 @@ def _due(r: Any, *, now: datetime) -> Due:
     )
 
 
-def claim(engine: Engine, *, items: Sequence[Due], lease_until: datetime, now: datetime) -> list[Due]:
+def claim(
+    engine: Engine, *, items: Sequence[Due], lease_until: datetime, now: datetime
+) -> list[Due]:
     """Take deliveries for one attempt each, in one statement; return those this caller got.
 
     Compare-and-set on (`id`, `attempts`): a delivery another dispatcher claimed meanwhile is
@@ -414,7 +433,6 @@ def claim(engine: Engine, *, items: Sequence[Due], lease_until: datetime, now: d
     """
     if not items:
         return []
-    by_id = {d.id: d for d in items}
     with engine.begin() as conn:
         got = conn.scalars(
             update(deliveries)
@@ -465,34 +483,29 @@ class Attempt:
     at: datetime
 
 
-def record_attempts(engine: Engine, *, attempts: Sequence[Attempt]) -> set[str]:
-    """Store attempts' effects, endpoints' health and outcome events in one transaction.
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a batch changed: endpoints it disabled; whether later events now wait."""
 
-    Returns the subscriptions this batch disabled (they were enabled before it).
-    """
+    disabled: set[str]
+    unblocked: bool  # a finished delivery has a later pending one of the same case
+
+
+def record_attempts(engine: Engine, *, attempts: Sequence[Attempt]) -> Recorded:
+    """Store attempts' effects, endpoints' health and outcome events in one transaction."""
     if not attempts:
-        return set()
-    common = {
-        "b_id": None,
-        "b_attempt": None,
-        "status": None,
-        "next_attempt_at": None,
-        "last_status_code": None,
-        "last_error": None,
-        "updated_at": None,
-    }
+        return Recorded(disabled=set(), unblocked=False)
     groups: dict[str, list[dict[str, Any]]] = {}
     for a in attempts:
-        row = dict(common)
-        row.update(
-            b_id=a.due.id,
-            b_attempt=a.attempt,
-            status=a.status,
-            next_attempt_at=a.next_attempt_at,
-            last_status_code=a.status_code,
-            last_error=a.error,
-            updated_at=a.at,
-        )
+        row: dict[str, Any] = {
+            "b_id": a.due.id,
+            "b_attempt": a.attempt,
+            "status": a.status,
+            "next_attempt_at": a.next_attempt_at,
+            "last_status_code": a.status_code,
+            "last_error": a.error,
+            "updated_at": a.at,
+        }
         if a.status == DELIVERED:
             row["delivered_at"] = a.at
         elif a.status == FAILED:
@@ -507,10 +520,11 @@ def record_attempts(engine: Engine, *, attempts: Sequence[Attempt]) -> set[str]:
                 deliveries.c.attempts == bindparam("b_attempt"),
             )
             conn.execute(stmt, rows)
-        for sub_id, health in _health(attempts).items():
-            conn.execute(
-                update(subscriptions).where(subscriptions.c.id == sub_id).values(**health)
-            )
+        for sub_id, since in _failing_since(attempts).items():
+            stmt = update(subscriptions).where(subscriptions.c.id == sub_id)
+            if since is None:  # healthy: write only when it was failing
+                stmt = stmt.where(subscriptions.c.failing_since.is_not(None))
+            conn.execute(stmt.values(failing_since=since))
         for a in attempts:
             if a.disable_reason and a.due.subscription_id not in disabled:
                 result = conn.execute(
@@ -542,11 +556,29 @@ def record_attempts(engine: Engine, *, attempts: Sequence[Attempt]) -> set[str]:
                     for a in fresh.values()
                 ],
             )
-    return disabled
+        done = {
+            (a.due.subscription_id, a.due.recommendation_id)
+            for a in attempts
+            if a.status != PENDING
+        }
+        unblocked = bool(done) and (
+            conn.scalar(
+                select(deliveries.c.id)
+                .where(
+                    deliveries.c.status == PENDING,
+                    tuple_(deliveries.c.subscription_id, deliveries.c.recommendation_id).in_(
+                        list(done)
+                    ),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+    return Recorded(disabled=disabled, unblocked=unblocked)
 
 
-def _health(attempts: Sequence[Attempt]) -> dict[str, Any]:
-    """Per endpoint, how `failing_since` changes after these attempts (in completion order).
+def _failing_since(attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """Per endpoint, its `failing_since` after these attempts (taken in completion order).
 
     A success clears it; failures after the last success start it at the first of them, or
     keep an earlier start when the batch holds no success.
@@ -557,13 +589,11 @@ def _health(attempts: Sequence[Attempt]) -> dict[str, Any]:
         last_ok = max((i for i, a in enumerate(mine) if not a.failed), default=-1)
         trailing = mine[last_ok + 1 :]
         if not trailing:
-            out[sub_id] = {"failing_since": None}
+            out[sub_id] = None
         elif last_ok >= 0:
-            out[sub_id] = {"failing_since": trailing[0].at}
+            out[sub_id] = trailing[0].at
         else:
-            out[sub_id] = {
-                "failing_since": func.coalesce(subscriptions.c.failing_since, trailing[0].at)
-            }
+            out[sub_id] = func.coalesce(subscriptions.c.failing_since, trailing[0].at)
     return out
 
 

@@ -41,6 +41,10 @@ class WebhookReceiver:
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    gate: asyncio.Event | None = None  # when given, requests are answered only once it is set
+    arrived: list[bytes] = field(default_factory=list)  # bodies, in order of arrival
+    in_flight: int = 0
+    max_in_flight: int = 0
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -51,6 +55,14 @@ class WebhookReceiver:
 
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
+        self.arrived.append(body)
+        if self.gate is not None:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await self.gate.wait()
+            finally:
+                self.in_flight -= 1
         status, headers = self.script.pop(0) if self.script else (200, {})
         self.requests.append(Received(dict(request.headers), body, status, time.monotonic()))
         return Response(status_code=status, headers=headers)
