@@ -253,13 +253,18 @@ class Reminded(LifecycleEvent):
 
 
 class Escalated(LifecycleEvent):
-    """A deadline passed: the ladder level and who is told."""
+    """A deadline passed: the ladder level and who is told.
+
+    `stage` says which deadline: `answer` (the answer deadline) or `accept` (the case was
+    neither accepted nor declined by its accept deadline).
+    """
 
     event_name: ClassVar[str] = "escalated"
     agency: str
     level: Annotated[int, Field(ge=1)]
     deadline: datetime
     recipients: tuple[str, ...]
+    stage: Literal["accept", "answer"] = "answer"
 
     def addressees(self) -> frozenset[str]:
         """The supervisors on this level of the ladder."""

@@ -9,12 +9,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from phoihop_routing.agents import INTERNAL_HEADER
-from phoihop_routing.app import Routing, create_app
+from phoihop_routing.app import Routing, create_app, worker_ready
 from phoihop_routing.settings import Settings
 from phoihop_schemas import codec
 from phoihop_schemas.events import (
@@ -244,6 +245,9 @@ async def test_timer_scan_sends_ticks_and_the_case_agent_escalates(routing: Any)
     rec = received()
     await run_through(r, outbox, rec)
     (assigned,) = events(outbox, "assigned")
+    accept = response(rec.recommendation_id, assigned.agency, ResponseAction.ACCEPT)
+    await to_case(r, accept.key, accept.value, accept.headers)
+    assert len(events(outbox, "accepted")) == 1
     assert await r.pipeline.scan_due() == 0
     clock.now = assigned.deadline + timedelta(seconds=1)
     assert await r.pipeline.scan_due() == 1
@@ -252,7 +256,7 @@ async def test_timer_scan_sends_ticks_and_the_case_agent_escalates(routing: Any)
     await to_case(r, tick.key, tick.value, tick.headers)
     (escalated,) = events(outbox, "escalated")
     assert isinstance(escalated, Escalated)
-    assert (escalated.level, escalated.sequence) == (1, 3)
+    assert (escalated.level, escalated.sequence, escalated.stage) == (1, 4, "answer")
     assert escalated.recipients == ("UBND_TINH", "TT_HDND", "UBMTTQ_TINH")
     # the same tick again (a replay) does nothing
     await to_case(r, tick.key, tick.value, tick.headers)
@@ -295,3 +299,102 @@ async def test_low_confidence_goes_to_triage_whose_classification_reroutes(
             await put(ctx, key=msg.key, value=msg.value, headers=msg.headers)
     members = r.pipeline.bucket_members(join.key.decode())
     assert [m.recommendation_id for m in members] == [rec.recommendation_id]
+
+
+async def test_duplicate_of_an_answered_case_gets_the_answer_on_its_own_trail(
+    routing: Any,
+) -> None:
+    r, outbox, _ = routing
+    first = received()
+    await run_through(r, outbox, first)
+    (assigned,) = events(outbox, "assigned")
+    answer = response(first.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Xong")
+    await to_case(r, answer.key, answer.value, answer.headers)
+    (answered_first,) = events(outbox, "answered")
+    assert answered_first.recipients == ("UBMTTQ_TINH",)
+
+    # the answered case is still in its bucket (it may be reopened): the repeat is merged
+    second = received(ROAD_AGAIN, submitted_by="DOAN_DBQH")
+    await run_through(r, outbox, second)
+    (merged,) = events(outbox, "merged")
+    assert merged.duplicate_of == first.recommendation_id
+    (link,) = outbox.take(ROUTING_COMMANDS.name)
+    await to_case(r, link.key, link.value, link.headers)
+    assert events(outbox, "answered") == []  # nothing written into the answered case
+    assert r.cases[first.recommendation_id]["sequence"] == answered_first.sequence
+    (share,) = outbox.take(ROUTING_COMMANDS.name)
+    assert share.key == second.recommendation_id.encode()  # the duplicate's own partition
+    assert json.loads(share.value)["op"] == "answer_of"
+    await to_case(r, share.key, share.value, share.headers)
+    (answered,) = events(outbox, "answered")
+    assert isinstance(answered, Answered)
+    assert answered.recommendation_id == second.recommendation_id
+    assert (answered.sequence, answered.text, answered.agency) == (3, "Xong", assigned.agency)
+    assert answered.recipients == ("DOAN_DBQH",)
+    assert r.cases[second.recommendation_id]["status"] == "answered"
+    # replays of the link and of the delivery emit nothing more
+    await to_case(r, link.key, link.value, link.headers)
+    await to_case(r, share.key, share.value, share.headers)
+    assert events(outbox, "answered") == []
+    assert outbox.take(ROUTING_COMMANDS.name) == []
+    assert outbox.take(DEAD_LETTER.name) == []
+
+
+async def test_case_not_accepted_by_its_accept_deadline_is_escalated(routing: Any) -> None:
+    r, outbox, clock = routing
+    rec = received()
+    await run_through(r, outbox, rec)
+    (assigned,) = events(outbox, "assigned")
+    assert assigned.accept_deadline is not None
+    clock.now = assigned.accept_deadline + timedelta(seconds=1)
+    assert await r.pipeline.scan_due() == 1
+    (tick,) = outbox.take(ROUTING_TIMERS.name)
+    await to_case(r, tick.key, tick.value, tick.headers)
+    (escalated,) = events(outbox, "escalated")
+    assert isinstance(escalated, Escalated)
+    assert (escalated.stage, escalated.level, escalated.sequence) == ("accept", 1, 3)
+    assert escalated.deadline == assigned.accept_deadline
+    assert escalated.recipients == ("UBND_TINH", "TT_HDND", "UBMTTQ_TINH")
+    # accepted now: no more accept-stage escalations, the next timer is the answer reminder
+    accept = response(rec.recommendation_id, assigned.agency, ResponseAction.ACCEPT)
+    await to_case(r, accept.key, accept.value, accept.headers)
+    assert r.pipeline.due_index[rec.recommendation_id] < assigned.deadline
+    assert r.pipeline.due_index[rec.recommendation_id] > clock.now
+
+
+def fake_app(
+    *, rebalancing: bool = False, recovered: bool = True, unassigned: bool = False, tps: Any = ()
+) -> Any:
+    completed = asyncio.Event()
+    if recovered:
+        completed.set()
+
+    def assignment() -> set[Any]:
+        return set(tps)
+
+    return SimpleNamespace(
+        rebalancing=rebalancing,
+        unassigned=unassigned,
+        tables=SimpleNamespace(recovery=SimpleNamespace(completed=completed)),
+        consumer=SimpleNamespace(assignment=assignment),
+    )
+
+
+def test_worker_without_partitions_is_ready_once_it_joined_the_group() -> None:
+    # more workers than partitions: the group gave this one nothing, recovery completed
+    assert worker_ready(fake_app(unassigned=True))
+    assert worker_ready(fake_app(tps={("routing-commands", 0)}))
+    # not yet joined (no assignment received), rebalancing, or recovering: not ready
+    assert not worker_ready(fake_app())
+    assert not worker_ready(fake_app(unassigned=True, rebalancing=True))
+    assert not worker_ready(fake_app(unassigned=True, recovered=False))
+    assert not worker_ready(fake_app(tps={("routing-commands", 0)}, recovered=False))
+
+
+async def test_readiness_of_the_real_app(routing: Any) -> None:
+    r, _, _ = routing
+    assert not r.ready()  # consumer not started, recovery not done
+    r.app.tables.recovery.completed.set()
+    assert not r.ready()  # consumer not started: no assignment yet (no crash either)
+    r.app.unassigned = True  # what faust sets when the group assigns no partition
+    assert r.ready()

@@ -12,6 +12,7 @@ from phoihop_routing.deadlines import WorkCalendar
 from phoihop_routing.escalation import Ladder, Superiors
 from phoihop_routing.exceptions import RejectedError
 from phoihop_routing.lifecycle import (
+    AnswerOf,
     CaseState,
     JoinBucket,
     LeaveBucket,
@@ -20,6 +21,7 @@ from phoihop_routing.lifecycle import (
     Policy,
     Respond,
     Route,
+    ShareAnswer,
     Tick,
     apply,
     next_due,
@@ -128,6 +130,16 @@ def respond(state: CaseState, agency: str, action: ResponseAction, **kw: object)
 def assigned_case(policy: Policy, kind: Kind = Kind.KIEN_NGHI) -> CaseState:
     out = apply(None, route(received(kind)), policy=policy, now=T0)
     assert out.state is not None
+    return out.state
+
+
+def accepted_case(policy: Policy, kind: Kind = Kind.KIEN_NGHI) -> CaseState:
+    state = assigned_case(policy, kind)
+    out = apply(
+        state, respond(state, state.agency or "", ResponseAction.ACCEPT), policy=policy, now=T0
+    )
+    assert out.state is not None
+    assert out.state.status == Status.ACCEPTED
     return out.state
 
 
@@ -412,7 +424,7 @@ def test_reopen_and_close_by_supervisor(policy: Policy) -> None:
 
 
 def test_reminder_then_escalation_levels_each_once(policy: Policy) -> None:
-    state = assigned_case(policy)
+    state = accepted_case(policy)  # accepted: only the answer deadline runs
     assert state.deadline is not None
     deadline = state.deadline  # end of 31 Mar 2027 (Wednesday)
     assert apply(state, Tick(), policy=policy, now=T0).events == ()
@@ -439,7 +451,8 @@ def test_reminder_then_escalation_levels_each_once(policy: Policy) -> None:
     (level2,) = out.events
     assert isinstance(level2, Escalated)
     assert (level2.level, level2.recipients) == (2, ("UBND_TINH", "DOAN_DBQH"))
-    assert [reminded.sequence, level1.sequence, level2.sequence] == [3, 4, 5]
+    assert (level1.stage, level2.stage) == ("answer", "answer")
+    assert [reminded.sequence, level1.sequence, level2.sequence] == [4, 5, 6]
     assert out.state is not None
     assert next_due(out.state, policy=policy) is None
 
@@ -454,7 +467,7 @@ def test_seconds_limits_escalate_at_once_when_overdue(reference: Reference) -> N
         }
     )
     policy = make_policy(reference, sla=sla)
-    state = assigned_case(policy)
+    state = accepted_case(policy)
     assert state.deadline == T0 + timedelta(seconds=2)
     out = apply(state, Tick(), policy=policy, now=T0 + timedelta(days=40))
     assert [type(e).__name__ for e in out.events] == ["Escalated", "Escalated"]
@@ -465,3 +478,309 @@ def test_seconds_limits_escalate_at_once_when_overdue(reference: Reference) -> N
 def test_state_round_trips_through_json(policy: Policy) -> None:
     state = assigned_case(policy)
     assert CaseState.from_dict(state.to_dict()) == state
+
+
+# --------------------------------------------------------------------------- late duplicates
+
+
+def merge_into(policy: Policy, target: CaseState, submitted_by: str = "DOAN_DBQH") -> CaseState:
+    dup = received().model_copy(update={"submitted_by": submitted_by})
+    out = apply(
+        None,
+        route(dup, duplicate_of=target.recommendation_id, similarity=0.9),
+        policy=policy,
+        now=T0,
+    )
+    assert out.state is not None
+    assert out.state.status == Status.MERGED
+    return out.state
+
+
+def test_duplicate_of_an_answered_case_gets_its_answer(policy: Policy) -> None:
+    case = assigned_case(policy)
+    agency = case.agency or ""
+    answered = apply(
+        case,
+        respond(case, agency, ResponseAction.ANSWER, text="Đã sửa xong"),
+        policy=policy,
+        now=T0,
+    )
+    assert answered.state is not None
+    case = answered.state
+    dup = merge_into(policy, case)
+
+    later = T0 + timedelta(days=2)
+    linked = apply(case, Link(dup.recommendation_id, "DOAN_DBQH"), policy=policy, now=later)
+    assert linked.events == ()  # nothing is written into the answered case's trail
+    assert linked.state is not None
+    assert linked.state.sequence == case.sequence
+    (share,) = linked.effects
+    assert share == ShareAnswer(
+        target=dup.recommendation_id,
+        source_case=case.recommendation_id,
+        agency=agency,
+        text="Đã sửa xong",
+        on_time=True,
+    )
+    # a replayed link shares nothing twice
+    again = apply(linked.state, Link(dup.recommendation_id, "DOAN_DBQH"), policy=policy, now=later)
+    assert again.effects == ()
+    assert not again.changed
+
+    cmd = AnswerOf(
+        source_case=share.source_case, agency=share.agency, text=share.text, on_time=share.on_time
+    )
+    out = apply(dup, cmd, policy=policy, now=later)
+    (event,) = out.events
+    assert isinstance(event, Answered)
+    assert event.recommendation_id == dup.recommendation_id
+    assert event.sequence == dup.sequence + 1 == 3
+    assert (event.agency, event.text, event.on_time) == (agency, "Đã sửa xong", True)
+    assert event.recipients == ("DOAN_DBQH",)
+    assert event.addressees() == frozenset({"DOAN_DBQH"})
+    assert out.state is not None
+    assert out.state.status == Status.ANSWERED
+    # delivered once: a replay does nothing
+    replay = apply(out.state, cmd, policy=policy, now=later)
+    assert replay.events == ()
+    assert not replay.changed
+    # the answering agency cannot answer the duplicate directly, nor reopen it
+    with pytest.raises(RejectedError):
+        apply(
+            out.state,
+            respond(out.state, "TT_HDND", ResponseAction.REOPEN, reason="x"),
+            policy=policy,
+            now=later,
+        )
+
+
+def test_answer_of_only_fits_a_merged_duplicate_of_that_case(policy: Policy) -> None:
+    case = assigned_case(policy)
+    cmd = AnswerOf(source_case="other", agency="SO_Y_TE", text="x", on_time=True)
+    with pytest.raises(RejectedError) as exc:
+        apply(case, cmd, policy=policy, now=T0)
+    assert exc.value.reason == "invalid_transition"
+    with pytest.raises(RejectedError) as unknown:
+        apply(None, cmd, policy=policy, now=T0)
+    assert unknown.value.reason == "unknown_recommendation"
+
+
+def test_duplicate_of_an_answered_then_closed_case_gets_the_answer(policy: Policy) -> None:
+    case = assigned_case(policy)
+    out = apply(
+        case,
+        respond(case, case.agency or "", ResponseAction.ANSWER, text="Xong"),
+        policy=policy,
+        now=T0,
+    )
+    assert out.state is not None
+    out = apply(
+        out.state, respond(out.state, "TT_HDND", ResponseAction.CLOSE), policy=policy, now=T0
+    )
+    assert out.state is not None
+    assert out.state.status == Status.CLOSED
+    dup = merge_into(policy, out.state)
+    linked = apply(out.state, Link(dup.recommendation_id, "DOAN_DBQH"), policy=policy, now=T0)
+    (share,) = linked.effects
+    assert isinstance(share, ShareAnswer)
+    assert share.text == "Xong"
+
+
+def test_duplicate_of_a_case_closed_unanswered_or_still_open_gets_no_share(
+    policy: Policy,
+) -> None:
+    case = assigned_case(policy)
+    dup = merge_into(policy, case)
+    linked = apply(case, Link(dup.recommendation_id, "DOAN_DBQH"), policy=policy, now=T0)
+    assert linked.effects == ()  # open: it will be a recipient of the case's `answered`
+    closed = apply(case, respond(case, "TT_HDND", ResponseAction.CLOSE), policy=policy, now=T0)
+    assert closed.state is not None
+    linked = apply(closed.state, Link(dup.recommendation_id, "DOAN_DBQH"), policy=policy, now=T0)
+    assert linked.effects == ()
+
+
+def test_duplicate_of_a_reopened_case_is_a_recipient_of_the_new_answer(policy: Policy) -> None:
+    case = assigned_case(policy)
+    agency = case.agency or ""
+    out = apply(case, respond(case, agency, ResponseAction.ANSWER, text="1"), policy=policy, now=T0)
+    assert out.state is not None
+    out = apply(
+        out.state,
+        respond(out.state, "TT_HDND", ResponseAction.REOPEN, reason="x"),
+        policy=policy,
+        now=T0,
+    )
+    assert out.state is not None
+    dup = merge_into(policy, out.state)
+    linked = apply(out.state, Link(dup.recommendation_id, "DOAN_DBQH"), policy=policy, now=T0)
+    assert linked.effects == ()
+    assert linked.state is not None
+    out = apply(
+        linked.state,
+        respond(linked.state, agency, ResponseAction.ANSWER, text="2"),
+        policy=policy,
+        now=T0,
+    )
+    (answered,) = out.events
+    assert isinstance(answered, Answered)
+    assert answered.recipients == ("UBMTTQ_TINH", "DOAN_DBQH")
+
+
+# --------------------------------------------------------------------------- accept deadline
+
+
+def test_accept_deadline_escalates_on_the_ladder_until_accepted(policy: Policy) -> None:
+    state = assigned_case(policy)
+    accept_deadline = state.accept_deadline
+    assert accept_deadline is not None
+    assert accept_deadline.date().isoformat() == "2027-03-08"
+    assert next_due(state, policy=policy) == accept_deadline
+    assert (
+        apply(state, Tick(), policy=policy, now=accept_deadline - timedelta(minutes=1)).events == ()
+    )
+
+    out = apply(state, Tick(), policy=policy, now=accept_deadline + timedelta(seconds=1))
+    (level1,) = out.events
+    assert isinstance(level1, Escalated)
+    assert (level1.stage, level1.level, level1.sequence) == ("accept", 1, 3)
+    assert level1.deadline == accept_deadline
+    assert level1.agency == "UBND_XA_XA_AN_BINH"
+    assert level1.recipients == ("UBND_TINH", "TT_HDND", "UBMTTQ_TINH")
+    assert out.state is not None
+    state = out.state
+    assert apply(state, Tick(), policy=policy, now=accept_deadline + timedelta(days=1)).events == ()
+    due = next_due(state, policy=policy)
+    assert due is not None
+    assert due.date().isoformat() == "2027-03-22"  # 10 working days after the accept deadline
+    out = apply(state, Tick(), policy=policy, now=due + timedelta(seconds=1))
+    (level2,) = out.events
+    assert isinstance(level2, Escalated)
+    assert (level2.stage, level2.level, level2.recipients) == (
+        "accept",
+        2,
+        ("UBND_TINH", "DOAN_DBQH"),
+    )
+    assert out.state is not None
+    # accepted at last: only the answer deadline runs from now on
+    out = apply(
+        out.state,
+        respond(out.state, out.state.agency or "", ResponseAction.ACCEPT),
+        policy=policy,
+        now=due + timedelta(hours=1),
+    )
+    assert out.state is not None
+    state = out.state
+    due = next_due(state, policy=policy)
+    assert due is not None
+    assert due.date().isoformat() == "2027-03-26"  # the answer reminder
+    out = apply(state, Tick(), policy=policy, now=due + timedelta(minutes=1))
+    assert [type(e).__name__ for e in out.events] == ["Reminded"]
+
+
+def test_accept_escalation_stops_when_accepted_in_time(policy: Policy) -> None:
+    state = accepted_case(policy)
+    assert state.accept_deadline is not None
+    out = apply(state, Tick(), policy=policy, now=state.accept_deadline + timedelta(days=1))
+    assert out.events == ()
+    assert not out.changed
+
+
+def test_declined_case_gets_a_new_accept_ladder(policy: Policy) -> None:
+    state = assigned_case(policy)
+    assert state.accept_deadline is not None
+    late = state.accept_deadline + timedelta(seconds=1)
+    out = apply(state, Tick(), policy=policy, now=late)
+    assert out.state is not None
+    assert out.state.accept_escalated == (1,)
+    out = apply(
+        out.state,
+        respond(out.state, out.state.agency or "", ResponseAction.DECLINE, reason="không thuộc"),
+        policy=policy,
+        now=late,
+    )
+    assert out.state is not None
+    assert (out.state.agency, out.state.accept_escalated) == ("SO_XAY_DUNG", ())
+    assert out.state.accept_deadline is not None
+    assert out.state.accept_deadline > late
+    assert next_due(out.state, policy=policy) == out.state.accept_deadline
+
+
+def test_triage_has_no_accept_stage(policy: Policy) -> None:
+    low = DECISION.model_copy(update={"confidence": 0.2})
+    out = apply(None, route(received(), decision=low), policy=policy, now=T0)
+    assert out.state is not None
+    assert out.state.status == Status.TRIAGE
+    assert out.state.accept_deadline is not None
+    tick = apply(
+        out.state, Tick(), policy=policy, now=out.state.accept_deadline + timedelta(days=1)
+    )
+    assert tick.events == ()
+
+
+# --------------------------------------------------------------------------- complex complaints
+
+
+def test_complex_complaint_switches_to_complex_days_once(policy: Policy) -> None:
+    state = accepted_case(policy, Kind.KHIEU_NAI)
+    assert state.deadline is not None
+    assert state.deadline.date().isoformat() == "2027-03-31"  # 30 days from receipt
+    with pytest.raises(RejectedError) as not_yours:
+        apply(
+            state,
+            respond(state, "SO_Y_TE", ResponseAction.REQUEST_EXTENSION, reason="phức tạp"),
+            policy=policy,
+            now=T0,
+        )
+    assert not_yours.value.reason == "not_assignee"
+    later = T0 + timedelta(days=20)
+    out = apply(
+        state,
+        respond(state, state.agency or "", ResponseAction.REQUEST_EXTENSION, reason="phức tạp"),
+        policy=policy,
+        now=later,
+    )
+    (ext,) = out.events
+    assert isinstance(ext, Extended)
+    # 45 days counted from the original start (receipt), not from the request
+    assert ext.deadline.date().isoformat() == "2027-04-15"
+    assert ext.deadline - state.deadline == timedelta(days=15)
+    assert (ext.extension, ext.sequence) == (1, state.sequence + 1)
+    assert out.state is not None
+    assert out.state.complex
+    assert out.state.deadline == ext.deadline
+    with pytest.raises(RejectedError) as twice:
+        apply(
+            out.state,
+            respond(out.state, state.agency or "", ResponseAction.REQUEST_EXTENSION, reason="x"),
+            policy=policy,
+            now=later,
+        )
+    assert twice.value.reason == "extension_not_allowed"
+
+
+def test_complex_days_count_from_the_reopening(policy: Policy) -> None:
+    state = assigned_case(policy, Kind.KHIEU_NAI)
+    agency = state.agency or ""
+    out = apply(
+        state, respond(state, agency, ResponseAction.ANSWER, text="1"), policy=policy, now=T0
+    )
+    assert out.state is not None
+    reopened_at = T0 + timedelta(days=10)
+    out = apply(
+        out.state,
+        respond(out.state, "TT_HDND", ResponseAction.REOPEN, reason="x"),
+        policy=policy,
+        now=reopened_at,
+    )
+    assert out.state is not None
+    assert out.state.deadline is not None
+    assert out.state.deadline.date().isoformat() == "2027-04-10"  # 30 days from 11 Mar
+    out = apply(
+        out.state,
+        respond(out.state, agency, ResponseAction.REQUEST_EXTENSION, reason="phức tạp"),
+        policy=policy,
+        now=reopened_at,
+    )
+    (ext,) = out.events
+    assert isinstance(ext, Extended)
+    assert ext.deadline.date().isoformat() == "2027-04-25"  # 45 days from 11 Mar

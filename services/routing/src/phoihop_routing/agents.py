@@ -26,7 +26,8 @@ recommendation id), so the duplicate check cannot run where the case lives. Inst
    deterministic ids (consumers de-duplicate by id); a crash after the writes finds the
    commands already applied (known case, response id in `processed`, tick no longer due)
    and emits nothing. Effects between cases (a merged duplicate is linked to its open case,
-   which may live on another partition) are `link` commands keyed by the target case, so
+   which may live on another partition) are `link` commands keyed by the target case (and,
+   when that case was already answered, an `answer_of` command back to the duplicate), so
    each case is still written by its own partition only.
 
 Batches: every agent reads `stream.take_events(batch_max, within=batch_within)`; table
@@ -65,9 +66,10 @@ from phoihop_common.logs import get_logger
 from phoihop_common.metrics import ServiceMetrics
 from phoihop_routing import duplicates
 from phoihop_routing.classify import Classification, Classifier
-from phoihop_routing.duplicates import CaseSignature, bucket_key, find_duplicate, signature
+from phoihop_routing.duplicates import CaseSignature, DuplicateIndex, bucket_key, signature
 from phoihop_routing.exceptions import InternalMessageError, RejectedError
 from phoihop_routing.lifecycle import (
+    AnswerOf,
     CaseState,
     Command,
     JoinBucket,
@@ -78,6 +80,7 @@ from phoihop_routing.lifecycle import (
     Policy,
     Respond,
     Route,
+    ShareAnswer,
     Tick,
     apply,
     next_due,
@@ -240,7 +243,7 @@ class Pipeline:
     open_ids: set[str] = field(default_factory=set)
     tick_sent: dict[str, float] = field(default_factory=dict)
     index_generation: int | None = None
-    members: dict[str, dict[str, CaseSignature]] = field(default_factory=dict)
+    members: dict[str, DuplicateIndex] = field(default_factory=dict)
     bucket_generation: int | None = None
 
     # ---------------------------------------------------------------- dead letters
@@ -345,24 +348,25 @@ class Pipeline:
     def rebuild_buckets(self, *, generation: int | None) -> None:
         """Re-read the bucket-member table into the in-memory index (after a rebalance)."""
         self.members.clear()
-        for bucket, rec_id, sig in iter_members(self.buckets):
-            self.members.setdefault(bucket, {})[rec_id] = sig
+        for bucket, _, sig in iter_members(self.buckets):
+            self.members.setdefault(bucket, DuplicateIndex()).add(sig)
         self.bucket_generation = generation
 
     def bucket_members(self, bucket: str) -> list[CaseSignature]:
         """Signatures of the open cases of one bucket, oldest first."""
-        return list(self.members.get(bucket, {}).values())
+        index = self.members.get(bucket)
+        return index.values() if index is not None else []
 
     async def _candidate(self, payload: Mapping[str, Any], *, partition: int) -> None:
         bucket = payload["bucket"]
         candidate = compact_signature(payload["signature"])
         rec_id = payload["received"]["recommendation_id"]
-        members = self.members.get(bucket, {})
-        already_member = rec_id in members
+        members = self.members.get(bucket)
+        already_member = members is not None and rec_id in members
         found = (
             None
-            if already_member
-            else find_duplicate(candidate=candidate, open_cases=list(members.values()))
+            if already_member or members is None
+            else members.find(candidate=candidate)  # = find_duplicate over the open cases
         )
         verdict: dict[str, Any] = {
             "op": "route",
@@ -395,20 +399,21 @@ class Pipeline:
     def _add_member(self, bucket: str, sig: CaseSignature, *, partition: int) -> None:
         rec_id = sig.recommendation_id
         _put(self.buckets, member_key(bucket, rec_id), sig, partition=partition)
-        self.members.setdefault(bucket, {})[rec_id] = sig
+        self.members.setdefault(bucket, DuplicateIndex()).add(sig)
 
     def _leave(self, *, bucket: str, rec_id: str, partition: int) -> None:
         members = self.members.get(bucket)
         if members is None or rec_id not in members:
             return
         _remove(self.buckets, member_key(bucket, rec_id), partition=partition)
-        del members[rec_id]
+        members.remove(rec_id)
         if not members:
             del self.members[bucket]
 
     def _join(self, *, bucket: str, sig: Mapping[str, Any], partition: int) -> None:
         joining = compact_signature(dict(sig))
-        if joining.recommendation_id not in self.members.get(bucket, {}):
+        members = self.members.get(bucket)
+        if members is None or joining.recommendation_id not in members:
             self._add_member(bucket, joining, partition=partition)
 
     # ---------------------------------------------------------------- stage 3
@@ -505,6 +510,13 @@ class Pipeline:
             )
         if op == "tick":
             return target, Tick()
+        if op == "answer_of":
+            return target, AnswerOf(
+                source_case=str(payload["source_case"]),
+                agency=str(payload["agency"]),
+                text=str(payload["text"]),
+                on_time=bool(payload["on_time"]),
+            )
         raise InternalMessageError(f"unknown op {op!r}")
 
     async def _publish(self, outcome: Outcome, *, record: Incoming, batch: _CaseBatch) -> None:
@@ -561,6 +573,20 @@ class Pipeline:
                     "recommendation_id": effect.target,
                     "merged_id": effect.merged_id,
                     "submitted_by": effect.submitted_by,
+                },
+            )
+        if isinstance(effect, ShareAnswer):
+            # keyed by the duplicate: its own partition emits its `answered` (lifecycle doc)
+            return await self._send_internal(
+                topic=ROUTING_COMMANDS.name,
+                key=effect.target,
+                payload={
+                    "op": "answer_of",
+                    "recommendation_id": effect.target,
+                    "source_case": effect.source_case,
+                    "agency": effect.agency,
+                    "text": effect.text,
+                    "on_time": effect.on_time,
                 },
             )
         if isinstance(effect, LeaveBucket):

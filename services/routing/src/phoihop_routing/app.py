@@ -14,8 +14,9 @@
 - Topics are created up front by the stack (`phoihop_common.kafka.ensure_topics`); they
   and the tables use `kafka_topic_partitions` partitions, which keeps the topics consumed
   by the case agent co-partitioned with the `cases` changelog.
-- Web server on `host:port` (8083): `/healthz`, `/readyz` (200 once partitions are assigned
-  and table recovery is done), `/metrics` (Prometheus).
+- Web server on `host:port` (8083): `/healthz`, `/readyz` (200 once the worker joined the
+  consumer group and table recovery is done, `worker_ready`; a worker that got no partition,
+  e.g. more workers than partitions, is ready too: it is a live standby), `/metrics`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 
 from phoihop_common.config import Reference, load_reference
@@ -141,11 +143,8 @@ class Routing:
     buckets: Any
 
     def ready(self) -> bool:
-        """Partitions assigned and table recovery done."""
-        app = self.app
-        recovery = getattr(app.tables, "recovery", None)
-        recovered = recovery is not None and recovery.completed.is_set()
-        return bool(recovered and not app.rebalancing and app.consumer.assignment())
+        """Joined the group (with or without partitions) and table recovery done."""
+        return worker_ready(self.app)
 
     def active_partitions(self) -> set[int]:
         """Partitions of the case topics this worker actively owns."""
@@ -154,6 +153,26 @@ class Routing:
             for tp in self.app.consumer.assignment()
             if tp.topic == ROUTING_COMMANDS.name
         }
+
+
+def worker_ready(app: Any) -> bool:
+    """Ready: not rebalancing, table recovery done, and the group assignment received.
+
+    Faust sets `app.unassigned` when the group gave this worker no partition (more workers
+    than partitions); recovery then completes with an empty assignment and the worker is a
+    ready standby. Before the first assignment it is neither assigned nor `unassigned`.
+    """
+    if app.rebalancing:
+        return False
+    recovery = getattr(app.tables, "recovery", None)
+    if recovery is None or not recovery.completed.is_set():
+        return False
+    if app.unassigned:
+        return True
+    try:
+        return bool(app.consumer.assignment())
+    except ConsumerNotStarted:
+        return False
 
 
 def create_app(

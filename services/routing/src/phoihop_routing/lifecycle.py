@@ -13,14 +13,37 @@ received ─► merged                                    (duplicate of an open 
             │   │                          └► triage   (after max_hops, or no body left)
             triage ─ classify (triage role) ─┘  answered ─► reopened (supervisor) ─► answered
    timers: reminded before the deadline, escalated level 1, 2 … after it (each once per
-           deadline); extended (to_cao only, at most `extensions` times) moves the deadline.
+           deadline); extended (to_cao: at most `extensions` times; khieu_nai: once to
+           `complex_days`) moves the deadline. An assigned case neither accepted nor
+           declined by its accept deadline is escalated on the same ladder, `stage="accept"`.
 ```
 
 Commands: `Route` (the verdict of the duplicate stage for a `received` event), `Respond`
 (an agency's `Response`), `Tick` (a timer found a deadline due; re-checked here, so a
-repeated or stale tick does nothing) and `Link` (a duplicate was merged into this case).
+repeated or stale tick does nothing), `Link` (a duplicate was merged into this case) and
+`AnswerOf` (the case this one was merged into had already been answered).
 Replays are harmless: a second `Route` for a known case is ignored, a `Response` whose id
-the case already applied is skipped, and `Tick` only acts on what is still due.
+the case already applied is skipped, `Tick` only acts on what is still due, a `Link` of a
+known duplicate and an `AnswerOf` already delivered do nothing.
+
+Merged duplicates get the answer. A duplicate linked to an open case is one of the
+recipients of that case's `Answered` (`recipients` = the case's submitter and every merged
+source). A duplicate linked to a case that is *already* answered (or answered and then
+closed) cannot be a recipient of an event that was emitted before it existed, so the case
+sends the answer back with an `AnswerOf` command keyed by the duplicate (`ShareAnswer`
+effect), and the duplicate's own partition emits an `Answered` event on the duplicate
+itself: the answering agency, the case's answer text and timeliness, `recipients` = the
+duplicate's submitting agency, and the duplicate's next sequence (it becomes `answered`).
+Re-emitting on the answered case instead would write a second answer into that case's trail
+(and its on-time figures); this way every recommendation is still written by its own
+partition only and each keeps a gap-free sequence. A case closed without an answer has
+nothing to share: its duplicates stay `merged`.
+
+Complaints (`khieu_nai`): the law allows 45 days instead of 30 for complex cases. The
+policy file says so with `answer: {days: 30, complex_days: 45}`; the assignee's
+`request_extension` response switches the answer deadline, once per case, to
+`complex_days` (same unit as the answer limit) counted from the start of the current answer
+period (the assignment, or the reopening), emitting `Extended` (extension 1).
 """
 
 from __future__ import annotations
@@ -90,11 +113,17 @@ class CaseState(BaseModel):
     agency: str | None = None
     accept_deadline: datetime | None = None
     deadline: datetime | None = None
+    deadline_start: datetime | None = None  # start of the current answer period
     hops: int = 0
     declined_by: tuple[str, ...] = ()
     extensions: int = 0
+    complex: bool = False  # khieu_nai switched to `complex_days`
     reminded: bool = False
     escalated: tuple[int, ...] = ()
+    accept_escalated: tuple[int, ...] = ()  # ladder levels sent for the accept deadline
+    answer_text: str | None = None  # the latest answer (shared with late duplicates)
+    answered_by: str | None = None
+    answered_on_time: bool | None = None
     duplicate_of: str | None = None
     merged: tuple[MergedSource, ...] = ()
     processed: tuple[str, ...] = ()
@@ -153,7 +182,17 @@ class Link:
     submitted_by: str
 
 
-Command = Route | Respond | Tick | Link
+@dataclass(frozen=True)
+class AnswerOf:
+    """The case this duplicate was merged into was already answered: take its answer."""
+
+    source_case: str
+    agency: str
+    text: str
+    on_time: bool
+
+
+Command = Route | Respond | Tick | Link | AnswerOf
 
 
 # --------------------------------------------------------------------------- effects
@@ -183,7 +222,18 @@ class JoinBucket:
     recommendation_id: str
 
 
-Effect = LinkCase | LeaveBucket | JoinBucket
+@dataclass(frozen=True)
+class ShareAnswer:
+    """Send the answer of the answered case `source_case` to its late duplicate `target`."""
+
+    target: str
+    source_case: str
+    agency: str
+    text: str
+    on_time: bool
+
+
+Effect = LinkCase | LeaveBucket | JoinBucket | ShareAnswer
 
 
 @dataclass(frozen=True)
@@ -260,6 +310,8 @@ def apply(state: CaseState | None, command: Command, *, policy: Policy, now: dat
         return _route(state, command, policy=policy, now=now)
     if isinstance(command, Link):
         return _link(state, command)
+    if isinstance(command, AnswerOf):
+        return _answer_of(state, command, now=now)
     if isinstance(command, Tick):
         return tick(state, policy=policy, now=now)
     return _respond(state, command.response, policy=policy, now=now)
@@ -366,8 +418,10 @@ def _assign(
         level=level,
         accept_deadline=accept_deadline,
         deadline=deadline,
+        deadline_start=base,
         reminded=False,
         escalated=(),
+        accept_escalated=(),
     )
 
 
@@ -375,7 +429,53 @@ def _link(state: CaseState | None, cmd: Link) -> Outcome:
     if state is None or any(m.recommendation_id == cmd.merged_id for m in state.merged):
         return Outcome(state=state)
     source = MergedSource(recommendation_id=cmd.merged_id, submitted_by=cmd.submitted_by)
-    return Outcome(state=state.model_copy(update={"merged": (*state.merged, source)}), changed=True)
+    effects: tuple[Effect, ...] = ()
+    answered = state.status in (Status.ANSWERED, Status.CLOSED)
+    if answered and state.answer_text is not None and state.answered_by is not None:
+        # the answer was emitted before this duplicate existed: send it over (module doc)
+        effects = (
+            ShareAnswer(
+                target=cmd.merged_id,
+                source_case=state.recommendation_id,
+                agency=state.answered_by,
+                text=state.answer_text,
+                on_time=bool(state.answered_on_time),
+            ),
+        )
+    return Outcome(
+        state=state.model_copy(update={"merged": (*state.merged, source)}),
+        effects=effects,
+        changed=True,
+    )
+
+
+def _answer_of(state: CaseState | None, cmd: AnswerOf, *, now: datetime) -> Outcome:
+    if state is None:
+        raise RejectedError("unknown_recommendation", "answer for an unknown duplicate")
+    marker = f"answer_of:{cmd.source_case}"
+    if marker in state.processed:
+        return Outcome(state=state)  # replayed: already delivered
+    if state.status != Status.MERGED or state.duplicate_of != cmd.source_case:
+        raise RejectedError(
+            "invalid_transition",
+            f"answer of {cmd.source_case} not allowed in status {state.status.value}",
+        )
+    steps = _Steps(state, now)
+    steps.emit(
+        Answered,
+        agency=cmd.agency,
+        text=cmd.text,
+        on_time=cmd.on_time,
+        recipients=(state.submitted_by,),
+    )
+    steps.update(
+        status=Status.ANSWERED,
+        answer_text=cmd.text,
+        answered_by=cmd.agency,
+        answered_on_time=cmd.on_time,
+        processed=(*state.processed, marker)[-PROCESSED_KEPT:],
+    )
+    return steps.outcome()
 
 
 def _respond(
@@ -468,7 +568,12 @@ def _answer(steps: _Steps, response: Response, policy: Policy) -> None:
         on_time=on_time,
         recipients=tuple(recipients),
     )
-    steps.update(status=Status.ANSWERED)
+    steps.update(
+        status=Status.ANSWERED,
+        answer_text=response.text,
+        answered_by=response.agency,
+        answered_on_time=on_time,
+    )
 
 
 def _extend(steps: _Steps, response: Response, policy: Policy) -> None:
@@ -477,6 +582,9 @@ def _extend(steps: _Steps, response: Response, policy: Policy) -> None:
     if state.status not in ANSWERABLE or state.deadline is None:
         raise _invalid(state, response)
     limit = policy.answer_limit(state.kind)
+    if limit.complex_days:
+        _complex(steps, response, policy, limit)
+        return
     if state.extensions >= limit.extensions or not limit.extension_days:
         raise RejectedError(
             "extension_not_allowed",
@@ -488,6 +596,29 @@ def _extend(steps: _Steps, response: Response, policy: Policy) -> None:
     number = state.extensions + 1
     steps.emit(Extended, agency=response.agency, deadline=deadline, extension=number)
     steps.update(deadline=deadline, extensions=number, reminded=False, escalated=())
+
+
+def _complex(steps: _Steps, response: Response, policy: Policy, limit: Duration) -> None:
+    """khieu_nai: the answer deadline becomes `complex_days` from the period's start, once."""
+    state = steps.state
+    current = state.deadline
+    if state.complex or not limit.complex_days or current is None:
+        raise RejectedError(
+            "extension_not_allowed", f"{state.kind.value}: already extended to complex_days"
+        )
+    if limit.working_days is not None:
+        complex_limit = Duration(working_days=limit.complex_days)
+    else:
+        complex_limit = Duration(days=limit.complex_days)
+    start = state.deadline_start or state.received_at
+    deadline = after(start, complex_limit, calendar=policy.ladder.calendar)
+    if deadline <= current:
+        raise RejectedError(
+            "extension_not_allowed", f"complex_days would not move the deadline {current}"
+        )
+    number = state.extensions + 1
+    steps.emit(Extended, agency=response.agency, deadline=deadline, extension=number)
+    steps.update(deadline=deadline, extensions=number, complex=True, reminded=False, escalated=())
 
 
 def _classify(steps: _Steps, response: Response, policy: Policy) -> None:
@@ -550,7 +681,13 @@ def _reopen(steps: _Steps, response: Response, policy: Policy) -> None:
         reason=response.reason or response.text or "answer not satisfactory",
         deadline=deadline,
     )
-    steps.update(status=Status.REOPENED, deadline=deadline, reminded=False, escalated=())
+    steps.update(
+        status=Status.REOPENED,
+        deadline=deadline,
+        deadline_start=steps.now,
+        reminded=False,
+        escalated=(),
+    )
 
 
 _HANDLERS: dict[ResponseAction, Callable[[_Steps, Response, Policy], None]] = {
@@ -567,49 +704,88 @@ _HANDLERS: dict[ResponseAction, Callable[[_Steps, Response, Policy], None]] = {
 # --------------------------------------------------------------------------- timers
 
 
+def _awaiting_accept(state: CaseState) -> bool:
+    """Assigned, and neither accepted nor declined yet: the accept deadline runs."""
+    return (
+        state.status == Status.ASSIGNED
+        and state.accept_deadline is not None
+        and state.agency is not None
+    )
+
+
 def tick(state: CaseState | None, *, policy: Policy, now: datetime) -> Outcome:
-    """Emit the reminder and escalation levels due at `now` (each once per deadline)."""
-    if state is None or not state.is_open or state.deadline is None or state.agency is None:
+    """Emit the reminder and escalation levels due at `now` (each once per deadline).
+
+    Two deadlines run on the same ladder: the accept deadline while the case is assigned
+    but neither accepted nor declined (`Escalated.stage = "accept"`, no reminder: the
+    assignment itself is the notice), and the answer deadline while the case is open.
+    """
+    if state is None or state.agency is None:
         return Outcome(state=state)
     ladder = policy.ladder
     steps = _Steps(state, now)
-    deadline = state.deadline
-    if not state.reminded:
-        remind_at = ladder.remind_at(deadline)
-        if now >= deadline:
-            steps.update(reminded=True)  # too late for a reminder: the ladder takes over
-        elif now >= remind_at:
-            steps.emit(Reminded, agency=state.agency, deadline=deadline)
-            steps.update(reminded=True)
-    escalated = list(state.escalated)
-    for level in ladder.levels:
-        if level.number in escalated or now < ladder.level_at(level, deadline):
-            continue
-        steps.emit(
-            Escalated,
-            agency=state.agency,
-            level=level.number,
-            deadline=deadline,
-            recipients=ladder.recipients(level, assigned=state.agency),
-        )
-        escalated.append(level.number)
+    if _awaiting_accept(state):
+        assert state.accept_deadline is not None
+        accept_escalated = list(state.accept_escalated)
+        for level in ladder.levels:
+            if level.number in accept_escalated:
+                continue
+            if now < ladder.level_at(level, state.accept_deadline):
+                continue
+            steps.emit(
+                Escalated,
+                agency=state.agency,
+                level=level.number,
+                deadline=state.accept_deadline,
+                recipients=ladder.recipients(level, assigned=state.agency),
+                stage="accept",
+            )
+            accept_escalated.append(level.number)
+        steps.update(accept_escalated=tuple(accept_escalated))
+    if state.is_open and state.deadline is not None:
+        deadline = state.deadline
+        if not state.reminded:
+            remind_at = ladder.remind_at(deadline)
+            if now >= deadline:
+                steps.update(reminded=True)  # too late for a reminder: the ladder takes over
+            elif now >= remind_at:
+                steps.emit(Reminded, agency=state.agency, deadline=deadline)
+                steps.update(reminded=True)
+        escalated = list(state.escalated)
+        for level in ladder.levels:
+            if level.number in escalated or now < ladder.level_at(level, deadline):
+                continue
+            steps.emit(
+                Escalated,
+                agency=state.agency,
+                level=level.number,
+                deadline=deadline,
+                recipients=ladder.recipients(level, assigned=state.agency),
+            )
+            escalated.append(level.number)
+        steps.update(escalated=tuple(escalated))
     if steps.state == state:
         return Outcome(state=state)
-    steps.update(escalated=tuple(escalated))
     return steps.outcome()
 
 
 def next_due(state: CaseState, *, policy: Policy) -> datetime | None:
     """The next instant a timer should look at this case, None when nothing is pending."""
-    if not state.is_open or state.deadline is None:
-        return None
     ladder = policy.ladder
     pending: list[datetime] = []
-    if not state.reminded:
-        pending.append(min(ladder.remind_at(state.deadline), state.deadline))
-    pending.extend(
-        ladder.level_at(level, state.deadline)
-        for level in ladder.levels
-        if level.number not in state.escalated
-    )
+    if _awaiting_accept(state):
+        assert state.accept_deadline is not None
+        pending.extend(
+            ladder.level_at(level, state.accept_deadline)
+            for level in ladder.levels
+            if level.number not in state.accept_escalated
+        )
+    if state.is_open and state.deadline is not None:
+        if not state.reminded:
+            pending.append(min(ladder.remind_at(state.deadline), state.deadline))
+        pending.extend(
+            ladder.level_at(level, state.deadline)
+            for level in ladder.levels
+            if level.number not in state.escalated
+        )
     return min(pending) if pending else None
