@@ -327,3 +327,43 @@ async def test_routing_worker_end_to_end(worker: Worker, bus: Bus) -> None:
     road_events = bus.events(road.recommendation_id)
     assert sorted(road_events) == [1, 2, 3]
     assert worker.alive()
+
+
+def _rocksdb_files(data_dir: Path) -> list[Path]:
+    return [p for p in data_dir.rglob("*") if p.name == "CURRENT"]
+
+
+@pytest.fixture
+def rocksdb_worker(worker: Worker) -> Worker:
+    """The same worker, with the production store: rocksdb:// (rocksdict) under data_dir."""
+    worker.stop()
+    worker.env["PHOIHOP_ROUTING_STORE"] = "rocksdb://"
+    worker.start()
+    return worker
+
+
+async def test_rocksdb_store_keeps_state_across_a_kill(rocksdb_worker: Worker, bus: Bus) -> None:
+    worker = rocksdb_worker
+    await worker.wait_ready()
+    road = received(ROAD, Kind.KIEN_NGHI)
+    await bus.send(CANONICAL["received"].name, codec.encode(road, source="/phoihop/ingest"))
+    (assigned,) = await bus.wait_for(
+        "assigned", lambda: of_type(bus.events(road.recommendation_id), "assigned")
+    )
+    assert _rocksdb_files(Path(worker.env["PHOIHOP_ROUTING_DATA_DIR"])), "no RocksDB files"
+    worker.kill()
+    worker.start()
+    await worker.wait_ready(limit=120)
+    await bus.send(
+        INBOUND_RESPONSES.name,
+        response(road.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Đã sửa"),
+    )
+    try:
+        (answered,) = await bus.wait_for(
+            "answered", lambda: of_type(bus.events(road.recommendation_id), "answered"), 90
+        )
+    except AssertionError:
+        print(bus.dead_letters(road.recommendation_id.encode()), tail(worker.log_path, 80))
+        raise
+    assert answered.sequence == 3
+    assert no_gaps(bus.events(road.recommendation_id))

@@ -7,7 +7,7 @@
   state survives a restart. Writes name their changelog partition (`tables`), so the
   agents can take batches. Store `memory://` by default (rebuilt from the changelog at start);
   `rocksdb://` in production keeps a local copy in `data_dir` and only reads the tail of the
-  changelog (it needs the optional `rocksdict` package, not installed in this workspace).
+  changelog (through `rocksdict`; see `rocksdb_store.py` for why the store is subclassed).
 - Delivery is at least once: Tansu has no transactions, so no `exactly_once`; the
   agents are idempotent instead (see `agents`). `broker_session_timeout` is lowered (10 s)
   so a killed worker's partitions move to a live one quickly.
@@ -41,7 +41,7 @@ from phoihop_routing.escalation import Ladder, Superiors
 from phoihop_routing.exceptions import RoutingError
 from phoihop_routing.lifecycle import Policy
 from phoihop_routing.settings import Settings
-from phoihop_routing.tables import SignatureCodec, partitioned_table
+from phoihop_routing.tables import SignatureCodec, partitioned_table, store_url
 from phoihop_schemas.topics import (
     CANONICAL,
     INBOUND_RESPONSES,
@@ -190,14 +190,14 @@ def create_app(
     )
     if settings.store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:
         raise RoutingError(
-            "store rocksdb:// needs the rocksdict package (not installed); use memory://"
+            "store rocksdb:// needs the rocksdict package; install it or use memory://"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         APP_ID,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
-        store=settings.store,
+        store=store_url(settings.store),
         datadir=str(settings.data_dir),
         processing_guarantee="at_least_once",
         topic_partitions=settings.kafka_topic_partitions,

@@ -25,6 +25,7 @@ from typing import Any
 
 import faust
 from faust.serializers import codecs
+from faust.stores import STORES
 
 from phoihop_routing.duplicates import CaseSignature
 
@@ -66,6 +67,22 @@ class PartitionedTable(faust.Table):
             del self[key]
         finally:
             _WRITE_PARTITION.reset(token)
+
+
+ROCKSDB_SCHEME = "phoihop-rocksdb"
+
+
+def store_url(url: str) -> str:
+    """The store URL faust gets: `rocksdb://` becomes our partition-aware RocksDB store."""
+    if url.startswith("rocksdb://"):
+        STORES.aliases[ROCKSDB_SCHEME] = "phoihop_routing.rocksdb_store:PartitionedRocksStore"
+        return ROCKSDB_SCHEME + url[len("rocksdb") :]
+    return url
+
+
+def write_partition() -> int | None:
+    """The changelog partition named by the `put`/`remove` in progress, if any."""
+    return _WRITE_PARTITION.get()
 
 
 def partitioned_table(app: faust.App, name: str, **kwargs: Any) -> PartitionedTable:
