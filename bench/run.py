@@ -158,10 +158,23 @@ class Bench:
             now = (self.receiver.count, self.audit_done())
             if now != last:
                 last, still_since = now, time.monotonic()
-            elif time.monotonic() - still_since >= 3.0:
+            elif time.monotonic() - still_since >= 3.0 and self.consumer_lag() < 5:
                 return {"drained": True}
             time.sleep(0.5)
-        return {"drained": False, "timeout_s": timeout}
+        return {"drained": False, "timeout_s": timeout, "lag": self.consumer_lag()}
+
+    def consumer_lag(self) -> float:
+        """Records the consumers are behind (routing, notify, audit), from their /metrics.
+
+        Events that make no webhook (e.g. `received`) can still be queued in notify, whose
+        per-case order holds an `assigned` delivery until its `received` was consumed.
+        """
+        assert self.stack is not None
+        total = 0.0
+        for name in ("routing", "notify", "audit"):
+            text = scrape(self.stack.url(name))
+            total += metric_sum(text, f"phoihop_{name}_consumer_lag_records") or 0.0
+        return total
 
     def wait_done(
         self, submitted: dict[str, float], *, audit_base: float | None, timeout: float

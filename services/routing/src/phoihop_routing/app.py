@@ -313,6 +313,8 @@ async def _record_lag(app: faust.App, metrics: Any) -> None:
     """Set the consumer-lag gauge of every assigned partition (scrape time is fresh enough)."""
     consumer = app.consumer
     for tp in consumer.assignment():
+        if tp.topic.endswith("-changelog"):
+            continue  # faust's own table changelogs, read only during recovery: not input lag
         try:
             end = consumer.highwater(tp)
             position = await consumer.position(tp)
