@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web import Request, Response, View
 
 from phoihop_common.config import Reference, load_reference
@@ -183,6 +184,7 @@ def create_app(
     clock: Any = None,
 ) -> Routing:
     """Build the routing worker (nothing runs until the faust worker starts it)."""
+    _use_short_fetch_consumer()
     settings = settings or Settings()
     reference = reference or load_reference(settings.resolved_config_dir())
     classifier = classifier or Classifier.from_config(
@@ -307,6 +309,29 @@ def create_app(
         return self.bytes(bytes(prom.body), headers={"Content-Type": str(prom.media_type)})
 
     return routing
+
+
+FETCH_MAX_WAIT_MS = 50
+
+
+class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's worker consumer with a short fetch wait.
+
+    faust hard-codes `fetch_max_wait_ms=1500`; a broker that holds an empty fetch for the
+    full wait (Tansu does) then adds up to 1.5 s per hop, and routing has three hops
+    (received → dedup → commands). aiokafka reads the value when the consumer starts.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+def _use_short_fetch_consumer() -> None:
+    faust_aiokafka.Consumer._new_consumer_thread = lambda self: _ShortFetchConsumerThread(  # type: ignore[method-assign]
+        self, loop=self.loop, beacon=self.beacon
+    )
 
 
 async def _record_lag(app: faust.App, metrics: Any) -> None:
