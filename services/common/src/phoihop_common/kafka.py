@@ -30,7 +30,7 @@ class KafkaSettings(BaseModel):
     kafka_topic_replication: int = 1
 
 
-def _ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
+def ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
     if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
     ctx = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
@@ -45,7 +45,7 @@ def client_kwargs(s: KafkaSettings) -> dict[str, Any]:
         "bootstrap_servers": s.kafka_bootstrap,
         "security_protocol": s.kafka_security_protocol,
     }
-    ctx = _ssl_context(s)
+    ctx = ssl_context(s)
     if ctx is not None:
         kwargs["ssl_context"] = ctx
     if s.kafka_sasl_mechanism:

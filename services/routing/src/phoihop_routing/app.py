@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +32,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web import Request, Response, View
 
 from phoihop_common.config import Reference, load_reference
-from phoihop_common.kafka import KafkaSettings
+from phoihop_common.kafka import KafkaSettings, ssl_context
 from phoihop_common.metrics import metrics_response
 from phoihop_routing.agents import Incoming, Pipeline, routing_metrics
 from phoihop_routing.classify import Classifier
@@ -78,18 +77,9 @@ class FaustOutbox:
         return await target.send(key=key, value=value, headers=list(headers))
 
 
-def _ssl(s: KafkaSettings) -> ssl.SSLContext | None:
-    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
-        return None
-    ctx = ssl.create_default_context(cafile=s.kafka_ssl_cafile)
-    if s.kafka_ssl_certfile:
-        ctx.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile)
-    return ctx
-
-
 def broker_credentials(s: KafkaSettings) -> Any:
     """Faust credentials for the Kafka security settings (None for PLAINTEXT)."""
-    ctx = _ssl(s)
+    ctx = ssl_context(s)
     if s.kafka_sasl_mechanism:
         password = s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else None
         return faust.SASLCredentials(
