@@ -1,11 +1,19 @@
-"""A TCP proxy on a loopback port the test controls: cut every connection, refuse, restore."""
+"""A TCP proxy on a loopback port the test controls: cut every connection, refuse, restore.
+
+Every wait is bounded, `stop()` included: it aborts the sockets, cancels the connection
+tasks, stops the loop and joins its thread, so a test's teardown cannot hang on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+CALL_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
 
 
 @dataclass
@@ -16,16 +24,19 @@ class TcpProxy:
     target_port: int
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
     _server: asyncio.base_events.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _cut: bool = False
     connections: int = 0
 
     def start(self) -> TcpProxy:
         """Listen on a free loopback port (own thread and event loop)."""
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=10)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=CALL_TIMEOUT)
         return self
 
     async def _listen(self) -> None:
@@ -33,13 +44,27 @@ class TcpProxy:
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            # cancelled by `stop()`: end quietly (asyncio logs a handler task that ends cancelled)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._forward(reader, writer)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._cut:
-            writer.close()
+            writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
-            writer.close()
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(self.target_host, self.target_port), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError):
+            writer.transport.abort()
             return
         self.connections += 1
         self._writers.update((writer, up_writer))
@@ -51,7 +76,7 @@ class TcpProxy:
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
-                w.close()
+                w.transport.abort()
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,16 +85,16 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, RuntimeError):
                 writer.close()
 
-    def _call(self, fn: object) -> None:
+    def _call(self, fn: Callable[[], None]) -> None:
         assert self._loop is not None
 
         async def run() -> None:
-            fn()  # type: ignore[operator]
+            fn()
 
-        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=CALL_TIMEOUT)
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones."""
@@ -90,14 +115,27 @@ class TcpProxy:
         self._call(do)
 
     def stop(self) -> None:
-        """Close everything and stop the loop."""
-        if self._loop is None:
+        """Abort every connection, close the listener, stop the loop and join its thread."""
+        loop, self._loop = self._loop, None
+        if loop is None:
             return
-        self.cut()
 
         async def close() -> None:
+            self._cut = True
             if self._server is not None:
                 self._server.close()
+            for w in list(self._writers):
+                w.transport.abort()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CALL_TIMEOUT / 2)
 
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=CALL_TIMEOUT)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=CALL_TIMEOUT)
+            if not self._thread.is_alive():
+                loop.close()

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,7 @@ from bench.bus import (
     bulk_sync,
     copy_config,
     key,
-    metric_sum,
     new_secret,
-    scrape,
 )
 from bench.texts import generate
 from phoihop_common.config import load_reference
@@ -35,12 +34,15 @@ from phoihop_common.stack import Stack
 from tests.faults.tcp_proxy import TcpProxy
 from tests.webhook_receiver import Delivery, WebhookReceiver
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(230)]
+# The ceilings hold with the other core busy (a second suite, `stress --cpu 1`): every wait
+# is a condition polled up to a generous limit; only the faults' own durations are fixed.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
-ROUTED = ("assigned", "merged")
 ALL_PATH = "/hook/all"
 MAX_SUBMISSIONS = 3000
-SETTLE_TIMEOUT = 60.0
+SETTLE_TIMEOUT = 180.0
+READY_TIMEOUT = 180.0
+FLOWING_TIMEOUT = 60.0
 # Agencies with an addressed webhook subscription (a subset keeps delivery volume bounded).
 ADDRESSED = ("SO_XAY_DUNG", "SO_NN_MT", "UBND_XA_XA_AN_BINH", "UBND_XA_PHUONG_BAC_SON",
              "DOAN_DBQH", "TT_HDND")  # fmt: skip
@@ -66,6 +68,10 @@ class Flow:
 
     def _room(self) -> bool:
         return not self.stop.is_set() and len(self.accepted) < MAX_SUBMISSIONS
+
+    def flowing(self, since: int, *, more: int = 20) -> bool:
+        """`more` submissions accepted since `since` (or the flow is full)."""
+        return len(self.accepted) >= min(since + more, MAX_SUBMISSIONS)
 
     def _bulk(self) -> None:
         with httpx.Client(timeout=60) as client:
@@ -177,17 +183,38 @@ def _poll(fn: Callable[[], Any], *, timeout: float, every: float = 1.0) -> Any:
     return last
 
 
+def _quiet(measure: Callable[[], int], *, quiet: float, timeout: float) -> None:
+    """Wait until `measure()` has not changed for `quiet` seconds (at most `timeout`)."""
+    deadline = time.monotonic() + timeout
+    last, since = measure(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.5)
+        now = measure()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def _kill_and_restart(stack: Stack, name: str) -> None:
     proc = stack.procs[name]
-    proc.kill()
-    time.sleep(1.0)
+    proc.kill()  # reaped: its ports are free again
     proc.restart()
-    stack.wait_ready(services=(name,), timeout=90)
+    stack.wait_ready(services=(name,), timeout=READY_TIMEOUT)
 
 
-def _routed_count(stack: Stack) -> float:
-    text = scrape(stack.url("audit"))
-    return sum(metric_sum(text, "phoihop_audit_events_stored_total", type=t) or 0.0 for t in ROUTED)
+def _all_routed(stack: Stack, count: int) -> bool:
+    """Audit knows `count` recommendations and none is still waiting for routing.
+
+    Read from audit's read model, not from its `events_stored` counter: that counter starts
+    again from zero when audit is restarted, so it would never reach `count`.
+    """
+    url = f"{stack.url('audit')}/v1/recommendations"
+    try:
+        with httpx.Client(timeout=30, headers=key(SUPERVISOR)) as client:
+            known = client.get(url, params={"page_size": 1}).json()["total"]
+            waiting = client.get(url, params={"status": "received", "page_size": 1}).json()
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    return bool(known >= count and waiting["total"] == 0)
 
 
 def _delivered(deliveries: list[Delivery]) -> set[tuple[str, str]]:
@@ -252,12 +279,13 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
     flow = Flow(stack.url("ingest")).start()
     faults: list[str] = []
     try:
-        assert _poll(lambda: len(flow.accepted) >= 100, timeout=60), flow.attempts
+        assert _poll(lambda: len(flow.accepted) >= 100, timeout=120), flow.attempts
         for name in ("ingest", "routing", "notify", "audit"):
-            time.sleep(2.0)
+            _poll(partial(flow.flowing, len(flow.accepted)), timeout=FLOWING_TIMEOUT, every=0.2)
             _kill_and_restart(stack, name)
             faults.append(f"SIGKILL {name} at {len(flow.accepted)} accepted")
         assert stack.broker is not None, "the broker pause needs the embedded broker"
+        # the faults' durations below are the faults themselves, not waits for something
         stack.broker.pause()
         time.sleep(10.0)
         stack.broker.resume()
@@ -271,7 +299,7 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
             time.sleep(8.0)
             db_proxy.restore()
             faults.append("audit cut off PostgreSQL for 8 s")
-        time.sleep(2.0)
+        _poll(partial(flow.flowing, len(flow.accepted)), timeout=FLOWING_TIMEOUT, every=0.2)
     finally:
         flow.finish()
     accepted = dict(flow.accepted)
@@ -279,11 +307,12 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
     assert len(ids) >= 500, f"too little flowed: {len(ids)}; attempts {dict(flow.attempts)}"
 
     # Settle: audit has stored a routing outcome for each, then the webhooks catch up.
-    _poll(lambda: _routed_count(stack) >= len(ids), timeout=SETTLE_TIMEOUT, every=2.0)
+    _poll(partial(_all_routed, stack, len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
     trails = _trails(stack, ids)
     expected = _expected(trails)
     _poll(lambda: not expected - _delivered(receiver.snapshot()), timeout=SETTLE_TIMEOUT, every=2.0)
-    time.sleep(2.0)  # let stragglers (duplicates, if any) arrive so they are checked too
+    # stragglers (duplicates, if any) arrive so they are checked too
+    _quiet(lambda: len(receiver.snapshot()), quiet=3.0, timeout=30.0)
     deliveries = receiver.snapshot()
     context = f"faults: {faults}; {len(ids)} accepted; attempts {dict(flow.attempts)}"
 

@@ -20,6 +20,7 @@ from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_s
 from bench.texts import generate
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
 from phoihop_common.stack import Stack
+from phoihop_ingest.idempotency import recommendation_id
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
@@ -197,3 +198,142 @@ def test_poison_is_dead_lettered_with_reasons_and_services_keep_running(
         timeout=60,
     )
     assert received.json()["data"]["submitted_by"] == SUBMITTER
+
+
+def _received_event(marker: str, text: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A canonical `received` event written past ingest (as a rogue producer could)."""
+    from phoihop_schemas.events import Received
+
+    rec_id = str(uuid.uuid5(uuid.NAMESPACE_URL, marker))
+    event = Received(
+        recommendation_id=rec_id, sequence=1, kind="kien_nghi", channel="ubmttq_tong_hop",
+        locality="xa-tan-phu", text="placeholder", submitted_by=SUBMITTER,
+        occurred_at=datetime.now(UTC),
+    )  # fmt: skip
+    rec = encode(event, source="/rogue")
+    value = rec.value.replace(b'"placeholder"', json.dumps(text).encode())
+    return rec.key or rec_id.encode(), value, rec.headers
+
+
+def _trail_types(stack: Stack, rec_id: str) -> list[str]:
+    resp = httpx.get(
+        f"{stack.url('audit')}/v1/recommendations/{rec_id}/trail",
+        headers=key(SUPERVISOR), timeout=10,
+    )  # fmt: skip
+    if resp.status_code != 200:
+        return []
+    body = resp.json()
+    items = body.get("events", body) if isinstance(body, dict) else body
+    return [str(e.get("type", "")) for e in items]
+
+
+def _routed(stack: Stack, rec_id: str) -> bool:
+    names = {t.split(".")[-2] if t.endswith(".v1") else t for t in _trail_types(stack, rec_id)}
+    return "received" in names and bool(names & {"assigned", "merged"})
+
+
+def _wait(condition: Callable[[], bool], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        time.sleep(0.25)
+
+
+def test_hostile_input_is_refused_or_dead_lettered_once_and_the_bus_keeps_going(
+    stack_factory: Callable[..., Stack], tmp_path: Path
+) -> None:
+    """Each input of the poison issue, then a normal submission: assigned and in the trail."""
+    stack = stack_factory()
+    ingest, audit = stack.url("ingest"), stack.url("audit")
+    good = next(iter(generate(1, seed=7, start=5))).body
+    hdrs = key(SUBMITTER)
+
+    # At the edge: a clear 4xx with a reason, nothing accepted.
+    refused = {
+        "lone surrogate": (json.dumps(good | {"text": "abc \ud800 def"}).encode(), 422),
+        "NUL": (json.dumps(good | {"text": "abc \x00 def"}).encode(), 422),
+        "ESC": (json.dumps(good | {"text": "abc \x1b[31m def"}).encode(), 422),
+        "year 9999": (json.dumps(good | {"submitted_at": "9999-01-01T00:00:00Z"}).encode(), 422),
+        "year 0001": (json.dumps(good | {"submitted_at": "0001-01-01"}).encode(), 422),
+        "deep nesting": (b"[" * 50_000 + b"]" * 50_000, 422),
+        "huge integer": (b'{"kind": ' + b"9" * 5000 + b"}", 422),
+    }
+    for what, (body, status) in refused.items():
+        resp = httpx.post(
+            f"{ingest}/v1/recommendations", content=body, timeout=30,
+            headers=hdrs | {"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert resp.status_code == status, (what, resp.status_code, resp.text)
+        assert resp.json().get("error"), (what, resp.text)
+    resp = httpx.post(
+        f"{ingest}/v1/recommendations", content=json.dumps(good), timeout=30,
+        headers=hdrs | {"Content-Type": "text/plain"},
+    )  # fmt: skip
+    assert resp.status_code == 415, resp.text
+    for query in (
+        "/v1/recommendations?page=99999999999999999999",
+        "/v1/recommendations?to=9999-12-31",
+        "/v1/recommendations?from=0001-01-01",
+        "/v1/reports?month=9999-12",
+        "/v1/audit/proof/consistency?first=99999999999999999999&second=99999999999999999999",
+    ):
+        resp = httpx.get(f"{audit}{query}", headers=key(SUPERVISOR), timeout=30)
+        assert 400 <= resp.status_code < 500, (query, resp.status_code, resp.text)
+
+    # Past the edge, straight onto the topics: each dead-lettered once, by each consumer.
+    marker = f"hostile-{uuid.uuid4().hex[:8]}"
+    body_sub = next(iter(generate(1, seed=11, start=3))).body
+    sub = encode(InboundSubmission(**body_sub, submitted_by=SUBMITTER), source="/agency/test")
+    # json.dumps escapes the lone surrogate as \ud800: valid JSON, invalid text
+    surrogate_sub = json.dumps(json.loads(sub.value) | {"text": "abc \ud800 def"}).encode()
+    assert b"\\ud800" in surrogate_sub
+    big = b'{"text": "' + b"x" * 2_000_000 + b'"}'  # 2 MB: over the edge limit
+    rk_nul, rv_nul, rh_nul = _received_event(f"{marker}-nul", "abc \x00 def")
+    rk_sur, rv_sur, rh_sur = _received_event(f"{marker}-sur", "abc \ud800 def")
+    # a valid record right behind the poison in the same partition and batch
+    follow = encode(
+        InboundSubmission(**(body_sub | {"source_ref": marker}), submitted_by=SUBMITTER),
+        source="/agency/test",
+    )
+    records = [
+        (INBOUND_SUBMISSIONS.name, f"{marker}-s-big".encode(), big, sub.headers),
+        (INBOUND_SUBMISSIONS.name, f"{marker}-s-sur".encode(), surrogate_sub, sub.headers),
+        (INBOUND_RESPONSES.name, f"{marker}-r-big".encode(), big, sub.headers),
+        (CANONICAL["received"].name, rk_nul, rv_nul, rh_nul),
+        (CANONICAL["received"].name, rk_sur, rv_sur, rh_sur),
+        (INBOUND_SUBMISSIONS.name, f"{marker}-s-big".encode(), follow.value, follow.headers),
+    ]
+    asyncio.run(_produce(stack.bootstrap, [(t, k, v, h) for t, k, v, h in records]))
+    poison_keys = {f"{marker}-s-big".encode(), f"{marker}-s-sur".encode(),
+                   f"{marker}-r-big".encode(), rk_nul, rk_sur}  # fmt: skip
+    found = asyncio.run(_dead_letters(stack.bootstrap, poison_keys, within=90))
+    assert poison_keys <= set(found), sorted(found)
+    time.sleep(5)  # a consumer looping on a record would dead-letter it again meanwhile
+    found = asyncio.run(_dead_letters(stack.bootstrap, poison_keys, within=5))
+    for k, entries in found.items():
+        coords = [(e["dlq_service"], e["dlq_topic"], e["dlq_offset"]) for e in entries]
+        assert len(coords) == len(set(coords)), f"{k!r} dead-lettered more than once: {coords}"
+    services = {k: {e["dlq_service"] for e in v} for k, v in found.items()}
+    assert services[f"{marker}-s-big".encode()] == {"ingest"}
+    assert services[f"{marker}-r-big".encode()] == {"routing"}
+    assert {"routing", "audit", "notify"} <= services[rk_nul], services[rk_nul]
+    assert {"routing", "audit", "notify"} <= services[rk_sur], services[rk_sur]
+    big_entry = found[f"{marker}-s-big".encode()][0]
+    assert big_entry.get("dlq_value_truncated") == "1", big_entry
+
+    # The bus keeps going: the valid record behind the poison and a new HTTP submission
+    # are both assigned and in the trail, and every service is ready.
+    resp = httpx.post(f"{ingest}/v1/recommendations", json=good, headers=hdrs, timeout=30)
+    assert resp.status_code == 202, resp.text
+    rec_id = resp.json()["id"]
+    _wait(lambda: _routed(stack, rec_id), within=90, what=f"{rec_id} assigned, in the trail")
+    follow_id = recommendation_id(agency=SUBMITTER, key=marker)  # source_ref is the key
+    _wait(lambda: _routed(stack, follow_id), within=90, what="the record behind the poison")
+    for name, proc in stack.procs.items():
+        ready = httpx.get(f"{proc.url}/readyz", timeout=10)
+        assert ready.status_code == 200, (name, ready.text)
+    metrics = httpx.get(f"{ingest}/metrics", timeout=10).text
+    assert 'phoihop_ingest_dead_lettered_total{reason="oversized"' in metrics or (
+        "phoihop_ingest_dead_lettered_total" in metrics and "oversized" in metrics
+    )

@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 import yaml
 
-from phoihop_schemas.topics import ALL_TOPICS, CANONICAL, CO_PARTITIONED, Role
+from phoihop_schemas.topics import (
+    ALL_TOPICS,
+    CANONICAL,
+    CO_PARTITIONED,
+    INBOUND_RESPONSES,
+    INBOUND_SUBMISSIONS,
+    Role,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -303,6 +310,26 @@ def test_every_registry_topic_has_a_kafka_topic_with_replication_three() -> None
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"]), name
     co = {topics[t.name]["spec"]["partitions"] for t in CO_PARTITIONED}
     assert len(co) == 1, "co-partitioned topics must have equal partition counts"
+    for topic in ALL_TOPICS:
+        config = topics[topic.name]["spec"]["config"]
+        for name, value in topic.config.items():
+            assert config.get(name) == value, f"{topic.name}: {name} {config.get(name)!r}"
+
+
+def test_inbound_topics_refuse_records_over_the_edge_limit() -> None:
+    from phoihop_schemas.codec import MAX_MESSAGE_BYTES
+
+    assert MAX_MESSAGE_BYTES == 262144
+    inbound = [t for t in ALL_TOPICS if t.role == Role.INBOUND]
+    assert {t.name for t in inbound} == {INBOUND_SUBMISSIONS.name, INBOUND_RESPONSES.name}
+    topics = {d["spec"]["topicName"]: d for d in _of_kind("KafkaTopic")}
+    for topic in inbound:
+        assert topic.max_message_bytes == MAX_MESSAGE_BYTES, topic.name
+        assert topic.config == {"max.message.bytes": "262144"}, topic.name
+        assert topics[topic.name]["spec"]["config"]["max.message.bytes"] == "262144"
+    for topic in ALL_TOPICS:
+        if topic.role != Role.INBOUND:
+            assert "max.message.bytes" not in topics[topic.name]["spec"]["config"], topic.name
 
 
 def test_topics_init_creates_every_registry_topic(tmp_path: Path) -> None:
@@ -336,6 +363,24 @@ def test_topics_init_creates_every_registry_topic(tmp_path: Path) -> None:
                 await admin.close()
 
         assert {t.name for t in ALL_TOPICS} <= asyncio.run(listed())
+
+        async def size_limit(topic: str) -> str | None:
+            from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await admin.start()
+            try:
+                (response,) = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic)]
+                )
+            finally:
+                await admin.close()
+            entries = response.resources[0][4]
+            return next((e[1] for e in entries if e[0] == "max.message.bytes"), None)
+
+        # created with the registry's config (Tansu keeps it, though it does not enforce it)
+        assert asyncio.run(size_limit(INBOUND_SUBMISSIONS.name)) == "262144"
+        assert asyncio.run(size_limit(INBOUND_RESPONSES.name)) == "262144"
         again = subprocess.run(
             [sys.executable, "-m", "phoihop_common.topics_init"],
             env=env,
@@ -452,6 +497,32 @@ def test_k8s_agency_users_write_only_inbound_and_read_only_canonical() -> None:
                 assert covered(acl) <= canonical, acl
         writable = set().union(*(covered(a) for a in acls if "Write" in a["operations"]))
         assert writable == inbound
+
+
+def test_agencies_read_no_topic_that_carries_a_reporter_in_plain_text() -> None:
+    from phoihop_schemas.events import EVENT_MODELS, EncryptedReporter, Reporter
+
+    def mentions(annotation: Any, cls: type) -> bool:
+        return cls.__name__ in str(annotation) or annotation is cls
+
+    # Canonical events carry the reporter encrypted, if at all.
+    for name, model in EVENT_MODELS.items():
+        for field, info in model.model_fields.items():
+            assert not mentions(info.annotation, Reporter) or mentions(
+                info.annotation, EncryptedReporter
+            ), f"{name}.{field}"
+    # Plain only on the inbound submissions (and in dead letters): no agency reads those.
+    plain = {INBOUND_SUBMISSIONS.name} | {t.name for t in ALL_TOPICS if t.role is Role.DEAD_LETTER}
+    for user in _of_kind("KafkaUser"):
+        if user["metadata"]["name"] in {"phoihop-ingest"}:
+            continue
+        for acl in user["spec"]["authorization"]["acls"]:
+            res = acl["resource"]
+            if res["type"] != "topic" or not {"Read", "All"} & set(acl["operations"]):
+                continue
+            prefix = res["patternType"] == "prefix"
+            hit = {t for t in plain if t.startswith(res["name"]) if prefix or t == res["name"]}
+            assert not hit, f"{user['metadata']['name']} reads {hit}"
 
 
 def test_k8s_config_map_carries_the_reference_data() -> None:

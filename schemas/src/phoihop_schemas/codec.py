@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ValidationError
 
+from phoihop_schemas import textpolicy
 from phoihop_schemas.events import (
     EVENT_MODELS,
     InboundSubmission,
@@ -30,21 +32,54 @@ from phoihop_schemas.topics import (
 
 MAX_MESSAGE_BYTES = 256 * 1024
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c3f52-5d0e-4c1b-9a57-70686f69686f")
+# The id of a new recommendation: uuid5 over the submitting agency and its idempotency key,
+# so an agency can compute the id of what it sent (HTTP or Kafka) and a resend gets it again.
+SUBMISSION_ID_NAMESPACE = uuid.UUID("0b6f5a3e-2c7d-4e41-8f0a-696e67657374")
+MAX_KEY_CHARS = 200
 _FORMAT = JSONFormat()
+_JSON_CONTENT_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9\-\.]+\+)?json(;.*)?$")
 
 INBOUND_MODELS: dict[str, type[BaseModel]] = {
     SUBMISSION_CE_TYPE: InboundSubmission,
     RESPONSE_CE_TYPE: Response,
 }
+JSON_REASONS: dict[str, str] = {
+    "invalid_json": "bad_json",
+    "json_too_deep": "json_too_deep",
+    "json_number_too_large": "json_number_too_large",
+}
+_STANDARD_ATTRIBUTES = frozenset(
+    {
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "time",
+        "subject",
+        "datacontenttype",
+        "dataschema",
+        "partitionkey",
+    }
+)
+
+
+def _printable(text: str) -> str:
+    # a detail may quote the bad input itself (lone surrogates included)
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 class DecodeError(Exception):
     """A Kafka record is not a valid phoihop CloudEvent; `reason` is machine-readable."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = _printable(detail)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class EncodeError(ValueError):
+    """A model or attribute cannot be put on the wire (text that is not valid UTF-8)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,11 @@ class Envelope:
 def lifecycle_event_id(recommendation_id: str, sequence: int) -> str:
     """Deterministic event id: a replayed lifecycle step gets the id it had the first time."""
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{recommendation_id}/{sequence}"))
+
+
+def submission_id(*, agency: str, key: str) -> str:
+    """Recommendation id of a submission: its agency and idempotency key decide it."""
+    return str(uuid.uuid5(SUBMISSION_ID_NAMESPACE, f"{agency}\x1f{key}"))
 
 
 def outcome_event_id(event_id: str, subscription_id: str, attempt: int) -> str:
@@ -131,14 +171,21 @@ def encode(
     if isinstance(model, LifecycleEvent):
         attributes["sequence"] = str(model.sequence)
     attributes.update(extensions or {})
-    event = CloudEvent(attributes, model.model_dump(mode="json"))
-    message = ce_kafka.to_binary(event, _FORMAT, key_mapper=lambda _e: None)
+    data = model.model_dump(mode="json")
+    event = CloudEvent(attributes, data)
     record_key = key if key is not None else subject
-    return Record(
-        key=record_key.encode() if record_key else None,
-        value=message.value,
-        headers=list(message.headers.items()),
-    )
+    try:
+        message = ce_kafka.to_binary(event, _FORMAT, key_mapper=lambda _e: None)
+        encoded_key = record_key.encode() if record_key else None
+        # json.dumps escapes non-ASCII, lone surrogates included: only a `\ud…` escape
+        # (an astral character, or a surrogate) needs the strict check.
+        if b"\\ud" in message.value:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(
+            f"{type(model).__name__} is not encodable as UTF-8: {_printable(str(exc))[:300]}"
+        ) from exc
+    return Record(key=encoded_key, value=message.value, headers=list(message.headers.items()))
 
 
 def _header_dict(
@@ -156,50 +203,50 @@ def decode(
     headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
     key: bytes | None = None,
 ) -> Envelope:
-    """Decode and validate a binary-mode CloudEvent; raise DecodeError with a reason."""
+    """Decode and validate a binary-mode CloudEvent; raise DecodeError (and nothing else)."""
     if value is None:
         raise DecodeError("empty_value", "record has no value")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise DecodeError("bad_json", f"value is {type(value).__name__}, not bytes")
     if len(value) > MAX_MESSAGE_BYTES:
         raise DecodeError("oversized", f"{len(value)} bytes > {MAX_MESSAGE_BYTES}")
-    hdrs = _header_dict(headers)
+    try:
+        hdrs = _header_dict(headers)
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise DecodeError("bad_envelope", f"unreadable headers: {str(exc)[:300]}") from exc
     if "ce_type" not in hdrs or "ce_specversion" not in hdrs:
         raise DecodeError("not_cloudevent", "missing ce_type / ce_specversion headers")
     try:
-        json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError("bad_json", str(exc)[:300]) from exc
+        data = textpolicy.loads(value)
+    except textpolicy.JsonPolicyError as exc:
+        raise DecodeError(JSON_REASONS[exc.reason], exc.detail) from exc
+    # The data was parsed above, by the bounded parser: the SDK reads the headers only. It
+    # and dateutil raise assorted types on hostile headers; none of them may escape.
     try:
-        event = ce_kafka.from_binary(ce_kafka.KafkaMessage(hdrs, key, value), _FORMAT, CloudEvent)
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        event = ce_kafka.from_binary(ce_kafka.KafkaMessage(hdrs, key, b""), _FORMAT, CloudEvent)
+    except Exception as exc:
         raise DecodeError("bad_envelope", str(exc)[:300]) from exc
-    except Exception as exc:  # the SDK raises its own validation error types
-        if type(exc).__module__.startswith("cloudevents"):
-            raise DecodeError("bad_envelope", str(exc)[:300]) from exc
-        raise
+    attrs = event.get_attributes()
+    for attr, attr_value in attrs.items():
+        if isinstance(attr_value, str):
+            try:
+                textpolicy.check_text(attr_value)
+            except ValueError as exc:
+                raise DecodeError("bad_envelope", f"{attr}: {exc}") from exc
+    content_type = event.get_datacontenttype()
+    if content_type and not _JSON_CONTENT_TYPE.match(content_type):
+        raise DecodeError("bad_data", f"datacontenttype {content_type!r} is not JSON")
     ce_type = event.get_type()
     name = CE_TYPE_TO_EVENT.get(ce_type)
     model_cls = EVENT_MODELS[name] if name else INBOUND_MODELS.get(ce_type)
     if model_cls is None:
         raise DecodeError("unknown_type", ce_type)
-    data = event.get_data()
     if not isinstance(data, dict):
         raise DecodeError("bad_data", "data is not a JSON object")
     try:
         model = model_cls.model_validate(data)
     except ValidationError as exc:
         raise DecodeError("schema_violation", _short(exc)) from exc
-    attrs = event.get_attributes()
-    standard = {
-        "id",
-        "source",
-        "type",
-        "specversion",
-        "time",
-        "subject",
-        "datacontenttype",
-        "dataschema",
-        "partitionkey",
-    }
     return Envelope(
         id=event.get_id(),
         type=ce_type,
@@ -207,7 +254,7 @@ def decode(
         subject=event.get_subject(),
         time=event.get_time(),
         data=model,
-        extensions={k: v for k, v in attrs.items() if k not in standard},
+        extensions={k: v for k, v in attrs.items() if k not in _STANDARD_ATTRIBUTES},
     )
 
 
@@ -221,10 +268,15 @@ def dead_letter_headers(
     *, reason: str, detail: str, topic: str, partition: int, offset: int, service: str
 ) -> list[tuple[str, bytes]]:
     """Headers added to a record sent to the dead-letter topic."""
+
+    def enc(text: str, limit: int = 1000) -> bytes:
+        # a detail may quote the bad input itself (lone surrogates included)
+        return text[:limit].encode("utf-8", errors="backslashreplace")
+
     return [
-        ("dlq_reason", reason.encode()),
-        ("dlq_detail", detail[:1000].encode()),
-        ("dlq_topic", topic.encode()),
+        ("dlq_reason", enc(reason, 200)),
+        ("dlq_detail", enc(detail)),
+        ("dlq_topic", enc(topic, 300)),
         ("dlq_partition", str(partition).encode()),
         ("dlq_offset", str(offset).encode()),
         ("dlq_service", service.encode()),

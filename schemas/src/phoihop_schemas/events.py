@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from phoihop_schemas.textpolicy import check_submitted_at, check_text
+
 MAX_TEXT_CHARS = 20_000
 
 
 def nfc(value: str) -> str:
-    """Normalise Vietnamese text to NFC and strip surrounding white space."""
-    return unicodedata.normalize("NFC", value).strip()
+    """Text that passes the text policy, in NFC, without surrounding white space."""
+    return check_text(value).strip()
 
 
 NfcStr = Annotated[str, AfterValidator(nfc)]
 Text = Annotated[str, AfterValidator(nfc), Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+# Text policy without stripping: identifiers and references sent by agencies, and the text
+# of canonical events (a record already on a topic that violates it is dead-lettered).
+Checked = Annotated[str, AfterValidator(check_text)]
+SubmittedAt = Annotated[date | datetime | None, AfterValidator(check_submitted_at)]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 
@@ -78,6 +83,22 @@ class Reporter(Frozen):
     address: Annotated[NfcStr | None, Field(default=None, max_length=500)] = None
 
 
+Base64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+
+
+class EncryptedReporter(Frozen):
+    """The reporter's identity sealed with AES-256-GCM under the bus's PII key (base64 fields).
+
+    The plaintext is the `Reporter` as compact JSON; the additional authenticated data binds
+    it to its recommendation. Only the bus's services hold the key.
+    """
+
+    alg: Literal["A256GCM"] = "A256GCM"
+    key_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+    nonce: Annotated[Base64, Field(min_length=16, max_length=16)]
+    ciphertext: Annotated[Base64, Field(min_length=24, max_length=8192)]
+
+
 # --------------------------------------------------------------------------- inbound
 
 
@@ -88,16 +109,16 @@ class Submission(Frozen):
     channel: Channel
     locality: Code
     text: Text
-    submitted_at: date | datetime | None = None
+    submitted_at: SubmittedAt = None
     reporter: Reporter | None = None
-    source_ref: Annotated[str | None, Field(default=None, max_length=200)] = None
+    source_ref: Annotated[Checked | None, Field(default=None, max_length=200)] = None
 
 
 class InboundSubmission(Submission):
     """A submission on the inbound topic: carries who sent it and its idempotency key."""
 
     submitted_by: Code
-    idempotency_key: Annotated[str | None, Field(default=None, max_length=200)] = None
+    idempotency_key: Annotated[Checked | None, Field(default=None, max_length=200)] = None
 
 
 class ResponseAction(StrEnum):
@@ -115,8 +136,8 @@ class ResponseAction(StrEnum):
 class Response(Frozen):
     """An agency's response (inbound topic, or forwarded by the ingest HTTP API)."""
 
-    response_id: Annotated[str, Field(min_length=1, max_length=100)]
-    recommendation_id: Annotated[str, Field(min_length=1, max_length=100)]
+    response_id: Annotated[Checked, Field(min_length=1, max_length=100)]
+    recommendation_id: Annotated[Checked, Field(min_length=1, max_length=100)]
     agency: Code
     action: ResponseAction
     text: Annotated[NfcStr | None, Field(default=None, max_length=MAX_TEXT_CHARS)] = None
@@ -158,10 +179,10 @@ class Received(LifecycleEvent):
     kind: Kind
     channel: Channel
     locality: str
-    text: str
+    text: Checked
     submitted_at: date | datetime | None = None
-    reporter: Reporter | None = None
-    source_ref: str | None = None
+    reporter: EncryptedReporter | None = None  # never in plain text on a canonical topic
+    source_ref: Checked | None = None
     submitted_by: str
 
     def addressees(self) -> frozenset[str]:
@@ -219,7 +240,7 @@ class Declined(LifecycleEvent):
 
     event_name: ClassVar[str] = "declined"
     agency: str
-    reason: str
+    reason: Checked
 
     def addressees(self) -> frozenset[str]:
         """The agency that declined."""
@@ -231,7 +252,7 @@ class Answered(LifecycleEvent):
 
     event_name: ClassVar[str] = "answered"
     agency: str
-    text: str
+    text: Checked
     on_time: bool
     recipients: tuple[str, ...] = ()
 
@@ -289,7 +310,7 @@ class Reopened(LifecycleEvent):
 
     event_name: ClassVar[str] = "reopened"
     agency: str
-    reason: str
+    reason: Checked
     deadline: datetime
 
     def addressees(self) -> frozenset[str]:

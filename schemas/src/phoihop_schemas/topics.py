@@ -21,14 +21,27 @@ class Role(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
+# The edge's size limit (`codec.MAX_MESSAGE_BYTES`, which codec cannot share without an
+# import cycle; tests/ops pins the two equal): the broker refuses larger inbound records.
+INBOUND_MAX_MESSAGE_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class Topic:
-    """A topic: name, role, the CloudEvents type it carries, partitions group."""
+    """A topic: name, role, the CloudEvents type it carries, partitions group, size limit."""
 
     name: str
     role: Role
     ce_type: str | None
     keyed_by_recommendation: bool = True
+    max_message_bytes: int | None = None  # None: the broker's default
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Topic-level configuration to create the topic with (Kafka config names)."""
+        if self.max_message_bytes is None:
+            return {}
+        return {"max.message.bytes": str(self.max_message_bytes)}
 
 
 def ce_type_for(event_name: str) -> str:
@@ -42,9 +55,18 @@ SUBMISSION_CE_TYPE = "vn.phoihop.inbound.submission.v1"
 RESPONSE_CE_TYPE = "vn.phoihop.inbound.response.v1"
 
 INBOUND_SUBMISSIONS = Topic(
-    f"{PREFIX}.inbound.submissions", Role.INBOUND, SUBMISSION_CE_TYPE, False
+    f"{PREFIX}.inbound.submissions",
+    Role.INBOUND,
+    SUBMISSION_CE_TYPE,
+    False,
+    max_message_bytes=INBOUND_MAX_MESSAGE_BYTES,
 )
-INBOUND_RESPONSES = Topic(f"{PREFIX}.inbound.responses", Role.INBOUND, RESPONSE_CE_TYPE)
+INBOUND_RESPONSES = Topic(
+    f"{PREFIX}.inbound.responses",
+    Role.INBOUND,
+    RESPONSE_CE_TYPE,
+    max_message_bytes=INBOUND_MAX_MESSAGE_BYTES,
+)
 DEAD_LETTER = Topic(f"{PREFIX}.deadletter", Role.DEAD_LETTER, None, False)
 ROUTING_TIMERS = Topic(f"{PREFIX}.routing.timers", Role.INTERNAL, "vn.phoihop.routing.timer.v1")
 ROUTING_DEDUP = Topic(f"{PREFIX}.routing.dedup", Role.INTERNAL, None, False)  # keyed by bucket

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from phoihop_audit import trail
 from phoihop_audit.app import Runtime, build_runtime, create_app
 from phoihop_audit.settings import AuditSettings
+from phoihop_common.pii import seal_reporter
+from phoihop_common.testing import TEST_PII_KEY, fixed_pii_cipher
 from phoihop_schemas import codec
 from phoihop_schemas.events import (
     Answered,
@@ -47,6 +49,7 @@ class Events:
         submitted_by: str = "UBMTTQ_TINH",
         reporter: Reporter | None = None,
     ) -> Received:
+        """A `received` event, its reporter encrypted as ingest does (with TEST_PII_KEY)."""
         return Received(
             recommendation_id=rec,
             sequence=1,
@@ -56,7 +59,9 @@ class Events:
             locality=locality,
             text=text,
             submitted_by=submitted_by,
-            reporter=reporter,
+            reporter=seal_reporter(reporter, recommendation_id=rec, cipher=fixed_pii_cipher())
+            if reporter is not None
+            else None,
         )
 
     @staticmethod
@@ -168,6 +173,7 @@ def settings(database_url: str, tmp_path: Path, config_dir: Path) -> AuditSettin
         data_dir=tmp_path / "audit-data",
         config_dir=config_dir,
         checkpoint_interval=3600,
+        pii_key=TEST_PII_KEY,
     )
 
 

@@ -21,7 +21,12 @@ async def test_scope_and_reporter_clearance(rt, store, ev, new_id, client, as_ag
         ]
     )
     store([ev.received(moved), ev.assigned(moved, agency="SO_Y_TE"), ev.assigned(moved, seq=3)])
-    store([ev.received(dup, submitted_by="DOAN_DBQH"), ev.merged(dup, into=open_case)])
+    store(
+        [
+            ev.received(dup, submitted_by="SO_NN_MT"),
+            ev.merged(dup, into=open_case, submitted_by="SO_NN_MT"),
+        ]
+    )
 
     def get(rec, agency):
         return client.get(f"/v1/recommendations/{rec}", headers=as_agency(agency))
@@ -30,35 +35,46 @@ async def test_scope_and_reporter_clearance(rt, store, ev, new_id, client, as_ag
     bad_key = await client.get(f"/v1/recommendations/{open_case}", headers={"X-API-Key": "nope"})
     assert bad_key.status_code == 401
     assert bad_key.json()["error"] == "unauthorized"
-    # An uninvolved resolver sees nothing; the assignee sees its case but not who reported it.
+    # An uninvolved resolver sees nothing; the assignee sees its case and who reported it.
     assert (await get(open_case, "SO_Y_TE")).status_code == 404
     assert (await get(denunciation, "SO_XAY_DUNG")).status_code == 404
-    mine = (await get(open_case, "SO_XAY_DUNG")).json()
-    assert mine["reporter"] is None
-    assert mine["reporter_withheld"] is True
-    assert mine["duplicates"] == [dup]
-    # Supervisors and the submitting agency are cleared for the reporter's identity.
+    mine = await get(open_case, "SO_XAY_DUNG")
+    assert mine.json()["reporter"]["name"] == "Trần Thị Bình"
+    assert mine.headers["cache-control"] == "no-store"
+    # Merged into it: counted; named only to those who may read the merged recommendation.
+    assert mine.json()["duplicate_count"] == 1
+    assert mine.json()["duplicates"] == []
+    assert (await get(open_case, "TT_HDND")).json()["duplicates"] == [dup]
+    # Supervisors and the submitting agency are cleared for an ordinary reporter's identity.
     assert (await get(open_case, "TT_HDND")).json()["reporter"]["name"] == "Trần Thị Bình"
     assert (await get(open_case, "UBMTTQ_TINH")).json()["reporter"]["phone"] == "0987 654 321"
-    # A denunciation: the denounced body's supervisor role does not clear it.
+    # A denunciation: only the body settling it and the submitting agency, no supervisor.
     to_cao = (await get(denunciation, "THANH_TRA_TINH")).json()
     assert to_cao["status"] == "assigned"
-    assert to_cao["reporter"] is None
+    assert to_cao["reporter"]["name"] == "Trần Thị Bình"
+    for supervisor in ("TT_HDND", "UBMTTQ_TINH", "UBND_TINH"):
+        seen = await get(denunciation, supervisor)
+        assert seen.json()["reporter"] is None
+        assert seen.json()["reporter_withheld"] is True
+        assert "cache-control" not in seen.headers
     trail = (
-        await client.get(
-            f"/v1/recommendations/{denunciation}/trail", headers=as_agency("THANH_TRA_TINH")
-        )
+        await client.get(f"/v1/recommendations/{denunciation}/trail", headers=as_agency("TT_HDND"))
     ).json()
     assert trail["events"][0]["data"]["reporter"] is None
     assert trail["events"][0]["reporter_withheld"] is True
     assert (await get(denunciation, "DOAN_DBQH")).json()["reporter"]["name"] == "Trần Thị Bình"
-    assert (await get(denunciation, "UBMTTQ_TINH")).json()["reporter"]["name"] == "Trần Thị Bình"
-    # A past assignee still sees the case it handed on; the merged source sees the master.
+    # Each response that carried the reporter is in the trail: who, where, when.
+    shown = [d["data"]["agency"] for d in trail["disclosures"]]
+    assert shown == ["THANH_TRA_TINH"]
+    assert trail["disclosures"][0]["data"]["endpoint"] == "GET /v1/recommendations/{rec_id}"
+    # A past assignee still sees the case it handed on; a merge opens nothing to the source.
     past = (await get(moved, "SO_Y_TE")).json()
     assert past["agency"] == "SO_XAY_DUNG"
     assert [a["agency"] for a in past["assignments"]] == ["SO_Y_TE", "SO_XAY_DUNG"]
-    assert (await get(open_case, "DOAN_DBQH")).status_code == 200
-    assert (await get(dup, "DOAN_DBQH")).json()["duplicate_of"] == open_case
+    assert (await get(open_case, "SO_NN_MT")).status_code == 404
+    own = (await get(dup, "SO_NN_MT")).json()
+    assert own["duplicate_of"] == open_case
+    assert own["merged_into"]["agency"] == "SO_XAY_DUNG"
     # At rest the identity is ciphertext.
     with rt.engine.connect() as conn:
         raw = " ".join(

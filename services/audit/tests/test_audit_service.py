@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from phoihop_audit import merkle
 from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
+from phoihop_common.testing import TEST_PII_KEY
 from phoihop_schemas import codec
 from phoihop_schemas.events import Reporter
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER
@@ -37,6 +38,7 @@ def audit_url(
         "PHOIHOP_AUDIT_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "PHOIHOP_AUDIT_DATABASE_URL": database_url,
         "PHOIHOP_AUDIT_DATA_DIR": str(tmp_path / "audit-data"),
+        "PHOIHOP_AUDIT_PII_KEY": TEST_PII_KEY,
         "PHOIHOP_AUDIT_CONFIG_DIR": str(config_dir),
         "PHOIHOP_AUDIT_CHECKPOINT_INTERVAL": "0.5",
     }
@@ -112,6 +114,9 @@ async def test_consumes_real_events_once_and_dead_letters_bad_ones(  # type: ign
     ]
     await _produce(kafka_bootstrap, models, garbage)
     sup = {"X-API-Key": "dev-TT_HDND"}
+    # The assignee owns the subscription of the outcome; reads without the reporter log nothing.
+    mine = {"X-API-Key": "dev-SO_XAY_DUNG"}
+    quiet = {"reporter": "false"}
     async with httpx.AsyncClient(base_url=audit_url, timeout=10) as client:
         trail = await _poll(
             client,
@@ -121,7 +126,8 @@ async def test_consumes_real_events_once_and_dead_letters_bad_ones(  # type: ign
                 and len(r.json()["events"]) == 3
                 and len(r.json()["notifications"]) == 1
             ),
-            headers=sup,
+            headers=mine,
+            params=quiet,
         )
         events = trail.json()["events"]
         assert [(e["type"], e["sequence"]) for e in events] == [
@@ -131,8 +137,8 @@ async def test_consumes_real_events_once_and_dead_letters_bad_ones(  # type: ign
         ]
         assert events[0]["event_id"] == codec.lifecycle_event_id(rec, 1)
         assert events[0]["source"] == "/phoihop/routing"
-        assert events[0]["data"]["reporter"]["name"] == "Nguyễn Văn An"  # supervisor is cleared
-        status = (await client.get(f"/v1/recommendations/{rec}", headers=sup)).json()
+        assert events[0]["reporter_withheld"] is True  # asked for without it
+        status = (await client.get(f"/v1/recommendations/{rec}", headers=sup, params=quiet)).json()
         assert status["status"] == "answered"
         assert status["agency"] == "SO_XAY_DUNG"
 
@@ -143,7 +149,9 @@ async def test_consumes_real_events_once_and_dead_letters_bad_ones(  # type: ign
             "/metrics",
             lambda r: _metric(r.text, "phoihop_audit_duplicate_deliveries_total") >= 4,
         )
-        again = (await client.get(f"/v1/recommendations/{rec}/trail", headers=sup)).json()
+        again = (
+            await client.get(f"/v1/recommendations/{rec}/trail", headers=mine, params=quiet)
+        ).json()
         assert len(again["events"]) == 3
         assert len(again["notifications"]) == 1
         metrics = (await client.get("/metrics")).text
@@ -168,8 +176,18 @@ async def test_consumes_real_events_once_and_dead_letters_bad_ones(  # type: ign
             root_hash=bytes.fromhex(cp["root_hash"]),
         )
         verify = (await client.get("/v1/audit/verify")).json()
-        assert verify["ok"] is True
-        assert verify["checked"] == 4
+        assert (verify["ok"], verify["mode"], verify["tree_size"]) == (True, "checkpoint", 4)
+        full = await client.get("/v1/audit/verify", params={"full": "true"}, headers=sup)
+        assert (full.json()["ok"], full.json()["checked"]) == (True, 4)
+
+        # A supervisor is cleared for an ordinary reporter: shown, never cached, and logged;
+        # the outcome of another agency's subscription is not shown to it.
+        seen = await client.get(f"/v1/recommendations/{rec}/trail", headers=sup)
+        assert seen.json()["events"][0]["data"]["reporter"]["name"] == "Nguyễn Văn An"
+        assert seen.headers["cache-control"] == "no-store"
+        assert seen.json()["notifications"] == []
+        after = (await client.get(f"/v1/recommendations/{rec}/trail", headers=mine)).json()
+        assert [d["data"]["agency"] for d in after["disclosures"]] == ["TT_HDND"]
 
     reasons = await _dead_letters(kafka_bootstrap, want=2)
     assert sorted(reasons) == ["bad_json", "not_cloudevent"]

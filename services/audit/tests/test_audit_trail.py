@@ -16,6 +16,8 @@ from phoihop_audit.app import Runtime
 from phoihop_audit.keys import parse_public_key
 from phoihop_audit.settings import AuditSettings
 
+SUPERVISOR = {"X-API-Key": "dev-TT_HDND"}
+
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 
 
@@ -265,5 +267,7 @@ async def test_checkpoints_and_proofs_verify(rt: Runtime, store, ev, new_id, cli
     assert outside.status_code == 400
     assert outside.json()["error"] == "bad_tree_size"
     verify = (await client.get("/v1/audit/verify")).json()
-    assert verify == verify | {"ok": True, "checked": 21, "first_bad": None}
-    assert verify["checkpoint"]["tree_size"] == 21
+    assert verify == verify | {"ok": True, "mode": "checkpoint", "tree_size": 21, "first_bad": None}
+    full = await client.get("/v1/audit/verify", params={"full": 1}, headers=SUPERVISOR)
+    assert full.json() == full.json() | {"ok": True, "mode": "full", "checked": 21}
+    assert full.json()["checkpoint"]["tree_size"] == 21

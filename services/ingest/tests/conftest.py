@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from phoihop_common.broker import free_port
+from phoihop_common.testing import TEST_PII_KEY
 from phoihop_ingest.settings import IngestSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,6 +32,7 @@ def make_settings(database_url: str) -> Callable[..., IngestSettings]:
             "retry_after_seconds": 7,
             "audit_url": f"http://127.0.0.1:{free_port()}",
             "audit_timeout": 2.0,
+            "pii_key": TEST_PII_KEY,
         }
         values.update(overrides)
         return IngestSettings(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,8 @@ from ingest_testkit import ReadTopic, key, running_ingest
 
 from phoihop_common.broker import EmbeddedBroker, free_port
 from phoihop_common.kafka import KafkaSettings, ensure_topics
+from phoihop_common.pii import open_reporter
+from phoihop_common.testing import fixed_pii_cipher
 from phoihop_ingest.idempotency import recommendation_id
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode, lifecycle_event_id
@@ -173,7 +176,13 @@ async def test_denunciation_with_reporter_is_accepted(
     event = decode(value=record.value, headers=record.headers).data
     assert isinstance(event, Received)
     assert event.reporter is not None
-    assert event.reporter.name == "Trần Thị B"
+    # On the canonical topic the identity is ciphertext only the bus's keyring opens.
+    assert set(json.loads(record.value)["reporter"]) == {"alg", "key_id", "nonce", "ciphertext"}
+    assert b"0912" not in record.value
+    opened = open_reporter(
+        event.reporter, recommendation_id=event.recommendation_id, cipher=fixed_pii_cipher()
+    )
+    assert (opened.name, opened.phone) == ("Trần Thị B", "0912 345 678")
 
 
 async def test_broker_unreachable_gives_503_with_retry_after(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
+import zipfile
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -13,6 +16,8 @@ from ingest_testkit import ReadTopic, key, running_ingest
 from openpyxl import Workbook
 
 from phoihop_common.broker import free_port
+from phoihop_common.pii import open_reporter
+from phoihop_common.testing import fixed_pii_cipher
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import Received
@@ -74,8 +79,9 @@ async def test_jsonl_import_keeps_valid_rows_and_is_idempotent(
         for r in records
         if isinstance(e := decode(value=r.value, headers=r.headers).data, Received)
     }
-    reporter = events[ids[6]].reporter
-    assert reporter is not None
+    sealed = events[ids[6]].reporter
+    assert sealed is not None
+    reporter = open_reporter(sealed, recommendation_id=ids[6], cipher=fixed_pii_cipher())
     assert reporter.name == "Phạm Thị D"
     assert events[ids[6]].submitted_by == "UBMTTQ_TINH"
 
@@ -147,8 +153,13 @@ async def test_xlsx_upload(ingest: httpx.AsyncClient, read_topic: ReadTopic) -> 
     assert rows[6]["error"] == "text_required"
     records = await read_topic(RECEIVED, count=2)
     events = [decode(value=r.value, headers=r.headers).data for r in records]
+    cipher = fixed_pii_cipher()
     phones = {
-        e.source_ref: e.reporter.phone for e in events if isinstance(e, Received) and e.reporter
+        e.source_ref: open_reporter(
+            e.reporter, recommendation_id=e.recommendation_id, cipher=cipher
+        ).phone
+        for e in events
+        if isinstance(e, Received) and e.reporter
     }
     assert phones == {"X-2": "912345678"}
 
@@ -168,7 +179,7 @@ async def test_bulk_refusals(ingest: httpx.AsyncClient) -> None:
         "/v1/recommendations/bulk?format=xlsx", content=b"not a zip", headers=key("TT_HDND")
     )
     assert not_xlsx.status_code == 422
-    assert not_xlsx.json()["error"] == "bad_file"
+    assert not_xlsx.json()["error"] == "invalid_xlsx"
     anonymous = await ingest.post("/v1/recommendations/bulk?format=jsonl", content=b"{}")
     assert anonymous.status_code == 401
 
@@ -191,3 +202,100 @@ async def test_bulk_with_broker_down_answers_503_with_row_results(
     assert (result["accepted"], result["rejected"]) == (0, 2)
     assert by_row(result)[1]["error"] == "broker_unavailable"
     assert by_row(result)[2]["error"] == "unknown_locality"
+
+
+def _rezipped(xlsx: bytes, *, replace: dict[str, bytes]) -> bytes:
+    """The workbook with some of its parts replaced (b"" drops the part)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            data = replace.get(name, src.read(name))
+            if data:
+                dst.writestr(name, data)
+    return out.getvalue()
+
+
+async def test_broken_xlsx_is_422_invalid_xlsx(ingest: httpx.AsyncClient) -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["kind", "channel", "locality", "text"])
+    sheet.append(["kien_nghi", "tiep_xuc_cu_tri", "xa-phu-xuyen", TEXT])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    good = buffer.getvalue()
+    broken = {
+        "content types": _rezipped(good, replace={"[Content_Types].xml": b"<Types"}),
+        "no content types": _rezipped(good, replace={"[Content_Types].xml": b""}),
+        "sheet": _rezipped(good, replace={"xl/worksheets/sheet1.xml": b"<worksheet><row"}),
+        "relations": _rezipped(good, replace={"xl/_rels/workbook.xml.rels": b"<x/>"}),
+        "truncated": good[: len(good) // 2],
+    }
+    for name, body in broken.items():
+        resp = await ingest.post(
+            "/v1/recommendations/bulk?format=xlsx", content=body, headers=key("TT_HDND")
+        )
+        assert resp.status_code == 422, (name, resp.text)
+        assert resp.json()["error"] == "invalid_xlsx", name
+        assert resp.json()["detail"], name
+
+
+CSV_HEADER = "kind,channel,locality,text\n"
+CSV_LINE = f"kien_nghi,tiep_xuc_cu_tri,xa-hoa-lac,{TEXT}\n"
+
+
+async def test_csv_quote_left_open_is_an_error_in_linear_time(ingest: httpx.AsyncClient) -> None:
+    headers = key("TT_HDND") | {"Content-Type": "text/csv"}
+    # Near the end: the rest of the file is one unclosed field, that row's error.
+    near_end = CSV_HEADER + CSV_LINE.replace("xa-hoa-lac", "nowhere") * 3 + '"' + CSV_LINE * 5
+    resp = await ingest.post("/v1/recommendations/bulk", content=near_end.encode(), headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["accepted"], resp.json()["rejected"]) == (0, 4)
+    rows = by_row(resp.json())
+    assert rows[5] == {"row": 5, "error": "bad_csv", "detail": "a quoted field is never closed"}
+
+    # At the start of 16k lines (1.6 MB): refused once the record passes its limit, fast,
+    # and parsed off the event loop (health checks keep answering).
+    at_start = (CSV_HEADER + '"' + CSV_LINE * 16_000).encode()
+    assert len(at_start) > 1_600_000
+    latencies: list[float] = []
+
+    async def probe() -> None:
+        while True:
+            started = time.perf_counter()
+            assert (await ingest.get("/healthz")).status_code == 200
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+
+    prober = asyncio.create_task(probe())
+    started = time.perf_counter()
+    resp = await ingest.post("/v1/recommendations/bulk", content=at_start, headers=headers)
+    took = time.perf_counter() - started
+    prober.cancel()
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"] == "csv_record_too_long"
+    assert "row 2" in resp.json()["detail"]
+    assert took < 5.0
+    assert max(latencies, default=0.0) < 1.0
+
+
+async def test_csv_huge_line_and_field_are_refused(ingest: httpx.AsyncClient) -> None:
+    headers = key("TT_HDND") | {"Content-Type": "text/csv"}
+    huge_line = CSV_HEADER + CSV_LINE + "x" * 3_000_000 + "\n" + CSV_LINE
+    resp = await ingest.post(
+        "/v1/recommendations/bulk", content=huge_line.encode(), headers=headers
+    )
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"] == "csv_record_too_long"
+    assert body["accepted"] == 1  # the row before stands; the import stopped at row 3
+    huge_field = CSV_HEADER + f'kien_nghi,tiep_xuc_cu_tri,xa-hoa-lac,"{"y" * 200_000}"\n'
+    resp = await ingest.post(
+        "/v1/recommendations/bulk", content=huge_field.encode(), headers=headers
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"] == "csv_record_too_long"
+    not_utf8 = CSV_HEADER.encode() + b"kien_nghi,tiep_xuc_cu_tri,xa-hoa-lac,\xff\xfe\n"
+    resp = await ingest.post("/v1/recommendations/bulk", content=not_utf8, headers=headers)
+    assert resp.status_code == 422
+    assert resp.json()["error"] == "bad_encoding"

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from asgi_lifespan import LifespanManager
 
+from phoihop_common.testing import TEST_PII_KEY
 from phoihop_notify.app import create_app
 from phoihop_notify.channels import Channel
 from phoihop_notify.runtime import Runtime
@@ -66,6 +67,7 @@ def settings_for(
             "dispatch_interval": 0.1,
             "order_hold": 2.0,
             "request_timeout": 5.0,
+            "pii_key": TEST_PII_KEY,
         }
         values.update(overrides)
         return NotifySettings(**values)

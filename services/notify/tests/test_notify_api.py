@@ -219,3 +219,22 @@ async def test_health_readiness_metrics(
     assert "phoihop_notify_retry_queue_depth" in text
     assert "phoihop_notify_endpoints_disabled" in text
     assert "phoihop_notify_events_consumed_total" in text
+
+
+async def test_malformed_requests_answer_error_and_detail(settings_for, run_notify):
+    async with run_notify(settings_for()) as notify:
+        c, mine = notify.client, notify.as_agency("SO_XAY_DUNG")
+        json_type = mine | {"Content-Type": "application/json"}
+        for body in (b"{broken", b"\xff\xfe", b"[" * 50_000, b'{"url": ' + b"1" * 5_000 + b"}"):
+            got = await c.post("/v1/subscriptions", content=body, headers=json_type)
+            assert got.status_code in (400, 422), got.text
+            assert got.json()["error"] == "invalid_json", got.text
+            assert got.json()["detail"]
+        got = await c.post("/v1/subscriptions", content=b"null", headers=json_type)
+        assert (got.status_code, got.json()["error"]) == (422, "invalid_request")
+        got = await c.get("/v1/nothing-here", headers=mine)
+        assert (got.status_code, got.json()["error"]) == (404, "not_found")
+        got = await c.put("/v1/subscriptions", headers=mine)
+        assert (got.status_code, got.json()["error"]) == (405, "method_not_allowed")
+        got = await c.get("/v1/deliveries", params={"limit": "9" * 20}, headers=mine)
+        assert (got.status_code, got.json()["error"]) == (422, "invalid_request")

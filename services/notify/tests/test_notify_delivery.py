@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import create_engine, select
 from standardwebhooks import Webhook
 
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
+from phoihop_common.pii import seal_reporter
+from phoihop_common.testing import fixed_pii_cipher
+from phoihop_notify.models import events
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
 from phoihop_schemas.codec import decode, lifecycle_event_id
@@ -40,7 +44,9 @@ def received(rec: str, *, by: str = "UBMTTQ_TINH", reporter: Reporter | None = N
         channel="don_thu",
         locality="xa-an-binh",
         text="Tố cáo cán bộ xã thu tiền trái quy định khi cấp giấy chứng nhận",
-        reporter=reporter,
+        reporter=seal_reporter(reporter, recommendation_id=rec, cipher=fixed_pii_cipher())
+        if reporter
+        else None,
         submitted_by=by,
     )
 
@@ -264,6 +270,17 @@ async def test_reporter_identity_only_reaches_the_submitter(
     assert theirs["data"]["reporter"] is None
     assert "Nguyễn Văn A" not in supervisor.ok()[0].body.decode("unicode_escape")
     assert "0912345678" not in supervisor.ok()[0].body.decode()
+    assert "ciphertext" not in supervisor.ok()[0].body.decode()  # not even encrypted
+    # At rest notify keeps the reporter as it came: encrypted.
+    engine = create_engine(settings_for().database_url)
+    try:
+        with engine.connect() as conn:
+            stored = " ".join(str(d) for (d,) in conn.execute(select(events.c.data)))
+    finally:
+        engine.dispose()
+    assert "ciphertext" in stored
+    assert "Nguy" not in stored
+    assert "0912345678" not in stored
 
 
 async def test_per_endpoint_order_and_idempotent_redelivery(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import ipaddress
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
-from phoihop_notify.bodies import cloudevent_body
+from phoihop_common.config import load_reference
+from phoihop_common.pii import PiiCipher, PiiDecryptError, seal_reporter
+from phoihop_common.testing import fixed_pii_cipher
+from phoihop_notify.bodies import cloudevent_body, reveal
 from phoihop_notify.channels import signature_header
 from phoihop_notify.exceptions import UrlNotAllowedError
 from phoihop_notify.matching import Filter, Scope, matches, redact
@@ -17,8 +21,10 @@ from phoihop_notify.policy import Outcome, Result, next_step, parse_retry_after
 from phoihop_notify.settings import DEFAULT_RETRY_SCHEDULE, NotifySettings
 from phoihop_notify.ssrf import check_addresses, check_url
 from phoihop_notify.store import new_secret
+from phoihop_schemas.events import Reporter
 
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
+REFERENCE = load_reference()
 SCHEDULE = (0.0, 5.0, 300.0)
 
 
@@ -39,9 +45,48 @@ def test_matcher_by_addressee_scope_and_type():
 
 def test_redaction_keeps_reporter_only_for_submitter():
     data = {"submitted_by": "UBMTTQ_TINH", "reporter": {"name": "Nguyễn Văn A"}, "text": "x"}
-    assert redact(data, viewer="UBMTTQ_TINH")["reporter"] == {"name": "Nguyễn Văn A"}
-    assert redact(data, viewer="CONG_AN_TINH")["reporter"] is None
+    assert redact(data, viewer="UBMTTQ_TINH", reference=REFERENCE)["reporter"] == {
+        "name": "Nguyễn Văn A"
+    }
+    assert redact(data, viewer="CONG_AN_TINH", reference=REFERENCE)["reporter"] is None
     assert data["reporter"] == {"name": "Nguyễn Văn A"}  # input untouched
+
+
+def test_redaction_follows_the_access_policy_by_kind():
+    base = {"submitted_by": "SO_NN_MT", "reporter": {"name": "Nguyễn Văn A"}}
+    ordinary, denunciation = {**base, "kind": "kien_nghi"}, {**base, "kind": "to_cao"}
+    assert redact(ordinary, viewer="TT_HDND", reference=REFERENCE)["reporter"] is not None
+    assert redact(denunciation, viewer="TT_HDND", reference=REFERENCE)["reporter"] is None
+    assert redact(denunciation, viewer="SO_NN_MT", reference=REFERENCE)["reporter"] is not None
+    assert redact(ordinary, viewer="SO_Y_TE", reference=REFERENCE)["reporter"] is None
+
+
+def test_reporter_is_decrypted_only_in_the_body_of_a_recipient_allowed_to_see_it():
+    cipher = fixed_pii_cipher()
+    reporter = Reporter(name="Nguyễn Văn A", phone="0912345678")
+    sealed = seal_reporter(reporter, recommendation_id="r1", cipher=cipher)
+    data = {
+        "recommendation_id": "r1",
+        "submitted_by": "UBMTTQ_TINH",
+        "reporter": sealed.model_dump(mode="json"),
+    }
+    attrs = {"id": "e1", "type": "t", "source": "/s", "specversion": "1.0"}
+
+    def body(viewer: str, key: PiiCipher = cipher) -> dict[str, Any]:
+        raw = cloudevent_body(
+            attributes=attrs, data=data, viewer=viewer, cipher=key, reference=REFERENCE
+        )
+        return dict(json.loads(raw)["data"])
+
+    assert body("UBMTTQ_TINH")["reporter"]["name"] == "Nguyễn Văn A"
+    assert body("CONG_AN_TINH")["reporter"] is None
+    # Rotation: a new current key, the old one kept, still opens what was stored before.
+    rotated = PiiCipher(current=bytes(32), old=(cipher.current,))
+    assert body("UBMTTQ_TINH", rotated)["reporter"]["phone"] == "0912345678"
+    with pytest.raises(PiiDecryptError):
+        body("UBMTTQ_TINH", PiiCipher(current=bytes(32)))
+    with pytest.raises(PiiDecryptError):  # bound to its case
+        reveal({**data, "recommendation_id": "r2"}, cipher=cipher)
 
 
 @pytest.mark.parametrize(
@@ -123,6 +168,8 @@ def test_two_signatures_both_verify():
         },
         data={"agency": "SO_XAY_DUNG", "text": "Đường liên thôn"},
         viewer="SO_XAY_DUNG",
+        cipher=fixed_pii_cipher(),
+        reference=REFERENCE,
     ).decode()
     now = datetime.now(UTC)
     headers = {

@@ -14,6 +14,8 @@ from phoihop_routing.classify import Classification, Classifier
 from phoihop_routing.duplicates import (
     NATIONAL_BUCKET,
     CaseSignature,
+    DenunciationMergeError,
+    DuplicateIndex,
     bucket_key,
     compare,
     find_duplicate,
@@ -28,8 +30,14 @@ def classifier() -> Classifier:
     return Classifier.from_config(reference=load_reference())
 
 
-def sig(classifier: Classifier, rid: str, text: str, locality: str = "xa-tan-phu") -> CaseSignature:
-    c = classifier.classify(text=text, kind=Kind.KIEN_NGHI, locality=locality)
+def sig(
+    classifier: Classifier,
+    rid: str,
+    text: str,
+    locality: str = "xa-tan-phu",
+    kind: Kind = Kind.KIEN_NGHI,
+) -> CaseSignature:
+    c = classifier.classify(text=text, kind=kind, locality=locality)
     return signature(recommendation_id=rid, text=text, locality=locality, classification=c)
 
 
@@ -223,3 +231,85 @@ def test_merge_decision_is_explainable(classifier: Classifier) -> None:
     assert d.evidence[0] == "duplicate of case"
     assert any("bridge:ben mo" in e for e in d.evidence)
     assert 0.0 < d.confidence <= 1.0
+
+
+QUARRY = (
+    "Tôi tố cáo doanh nghiệp khai thác mỏ đá Khe Sim nổ mìn ngoài giờ cho phép, khai thác "
+    "lấn sang rừng sản xuất của thôn Bình Minh."
+)
+QUARRY_COPY = (
+    "Toi to cao doanh nghiep khai thac mo da Khe Sim no min ngoai gio cho phep, khai thac "
+    "lan sang rung san xuat cua thon Binh Minh."
+)
+
+
+@pytest.mark.parametrize("other", [k for k in Kind if k is not Kind.TO_CAO])
+def test_denunciation_never_merges_with_another_kind(classifier: Classifier, other: Kind) -> None:
+    """The merge side door: an identical text of another kind never joins a to_cao (or back)."""
+    denunciation = sig(classifier, "tc", QUARRY, kind=Kind.TO_CAO)
+    copy = sig(classifier, "copy", QUARRY, kind=other)
+    assert same_bucket(denunciation, copy)
+    for candidate, case in ((copy, denunciation), (denunciation, copy)):
+        assert find_duplicate(candidate=candidate, open_cases=[case]) is None
+        assert DuplicateIndex([case]).find(candidate=candidate) is None
+        result = compare(candidate, case)
+        assert result.vetoed
+        assert result.evidence[0].startswith("denunciation never merges")
+        with pytest.raises(DenunciationMergeError):
+            merge_decision(candidate=candidate, case=case)
+
+
+def test_denunciations_of_other_communes_never_merge(classifier: Classifier) -> None:
+    a = sig(classifier, "a", QUARRY, locality="xa-tan-phu", kind=Kind.TO_CAO)
+    b = sig(classifier, "b", QUARRY, locality="xa-hoa-lac", kind=Kind.TO_CAO)
+    assert not same_bucket(a, b)
+    assert find_duplicate(candidate=b, open_cases=[a]) is None  # even if compared
+    assert compare(b, a).evidence == ("denunciations of different communes",)
+
+
+def test_near_identical_denunciations_of_one_commune_merge(classifier: Classifier) -> None:
+    a = sig(classifier, "a", QUARRY, kind=Kind.TO_CAO)
+    b = sig(classifier, "b", QUARRY_COPY, kind=Kind.TO_CAO)
+    assert same_bucket(a, b)
+    found = find_duplicate(candidate=b, open_cases=[a])
+    assert found is not None
+    assert found[0].recommendation_id == "a"
+    assert DuplicateIndex([a]).find(candidate=b) == found
+    assert merge_decision(candidate=b, case=a).evidence[0] == "duplicate of a"
+
+
+def test_denunciation_of_a_national_rule_stays_in_its_commune(classifier: Classifier) -> None:
+    text = (
+        "Tôi tố cáo cán bộ xã thu sai quy định khi làm thủ tục rút bảo hiểm xã hội một lần, "
+        "đề nghị Quốc hội sửa Luật Bảo hiểm xã hội."
+    )
+    meeting = sig(classifier, "m", text, locality="xa-dong-tien")
+    denunciation = sig(classifier, "tc", text, locality="xa-dong-tien", kind=Kind.TO_CAO)
+    assert meeting.bucket == NATIONAL_BUCKET  # the same words from a meeting are national
+    assert denunciation.bucket == "local:xa-dong-tien"
+    assert denunciation.kind == Kind.TO_CAO.value
+
+
+def test_older_signature_without_kind_takes_no_merge(classifier: Classifier) -> None:
+    """An open case signed before kinds were recorded may be a denunciation: no merge into it."""
+    current = sig(classifier, "old", QUARRY, kind=Kind.TO_CAO)
+    legacy = CaseSignature.from_dict({**current.to_dict(), "kind": "", "version": "dup.old"})
+    copy = sig(classifier, "copy", QUARRY, kind=Kind.PHAN_ANH)
+    assert find_duplicate(candidate=copy, open_cases=[legacy]) is None
+    assert find_duplicate(candidate=copy, open_cases=[current]) is None
+
+
+def test_evaluation_withholds_labelled_pairs_the_rule_forbids(classifier: Classifier) -> None:
+    """A corpus group joining a to_cao with a meeting item is not a missed pair."""
+    from phoihop_routing.evaluate import Record, evaluate
+
+    labels = {"category": "MOI_TRUONG", "level": "tinh", "agency": "SO_NN_MT", "group": "G1"}
+    records = [
+        Record(id="M1", kind=Kind.KIEN_NGHI, locality="xa-tan-phu", text=QUARRY, **labels),
+        Record(id="T1", kind=Kind.TO_CAO, locality="xa-tan-phu", text=QUARRY_COPY, **labels),
+        Record(id="T2", kind=Kind.TO_CAO, locality="xa-tan-phu", text=QUARRY, **labels),
+    ]
+    report = evaluate(records=records, classifier=classifier)
+    assert report.withheld_pairs == [["M1", "T1"], ["M1", "T2"]]
+    assert report.duplicate_pairs_expected == 1  # T1-T2
+    assert (report.duplicate_precision, report.duplicate_recall) == (1.0, 1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -367,3 +368,46 @@ async def test_rocksdb_store_keeps_state_across_a_kill(rocksdb_worker: Worker, b
         raise
     assert answered.sequence == 3
     assert no_gaps(bus.events(road.recommendation_id))
+
+
+async def test_a_2_mb_response_is_dead_lettered_summarised_and_the_next_case_flows(
+    worker: Worker, bus: Bus
+) -> None:
+    await worker.wait_ready()
+    big = AIOKafkaProducer(**producer_kwargs(bus.settings), max_request_size=4 * 2**20)
+    await big.start()
+    try:
+        answer = response(str(uuid.uuid4()), "SO_Y_TE", ResponseAction.ANSWER, text="Xong")
+        huge = answer.value[:-1] + b', "pad": "' + b"x" * (2 * 2**20) + b'"}'
+        await big.send_and_wait(
+            INBOUND_RESPONSES.name, value=huge, key=b"huge-response", headers=answer.headers
+        )
+    finally:
+        await big.stop()
+    road = received(ROAD, Kind.KIEN_NGHI)
+    await bus.send(CANONICAL["received"].name, codec.encode(road, source="/phoihop/ingest"))
+    (assigned,) = await bus.wait_for(
+        "assigned after the poison",
+        lambda: of_type(bus.events(road.recommendation_id), "assigned"),
+        90,
+    )
+    await bus.send(
+        INBOUND_RESPONSES.name,
+        response(road.recommendation_id, assigned.agency, ResponseAction.ACCEPT),
+    )
+    await bus.wait_for(
+        "accepted on the same topic after the poison",
+        lambda: of_type(bus.events(road.recommendation_id), "accepted"),
+    )
+    (dead,) = [m for m in bus.records if m.topic == DEAD_LETTER.name and m.key == b"huge-response"]
+    headers = dict(dead.headers)
+    assert headers["dlq_reason"] == b"oversized"
+    assert headers["dlq_value_truncated"] == b"1"
+    assert headers["dlq_topic"] == INBOUND_RESPONSES.name.encode()
+    summary = json.loads(dead.value)
+    assert (summary["truncated"], summary["size"]) == (True, len(huge))
+    assert worker.alive()
+    async with httpx.AsyncClient() as client:
+        ready = await client.get(f"http://127.0.0.1:{worker.port}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert "agent_crashed" not in worker.log_path.read_text(errors="replace")

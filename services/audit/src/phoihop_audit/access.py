@@ -1,71 +1,62 @@
-"""Who may see what: agency scope and clearance for reporter identity."""
+"""Audit's glue to the one access policy (`phoihop_common.access`): caller, facts, SQL scopes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, exists, select, true
 
 from phoihop_audit.db import involvement, recommendations
 from phoihop_audit.readmodel import Projection
+from phoihop_common import access
+from phoihop_common.access import Case, Resource
 from phoihop_common.config import Reference
-from phoihop_schemas.events import Kind
-
-SEE_ALL_ROLES = frozenset({"supervisor", "triage"})
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated agency and its roles."""
+    """An authenticated agency (its roles come from the reference data, through the policy)."""
 
     agency: str
-    roles: frozenset[str]
-
-    @property
-    def sees_all(self) -> bool:
-        """Supervisors and triage see every recommendation."""
-        return bool(self.roles & SEE_ALL_ROLES)
-
-    @property
-    def supervisor(self) -> bool:
-        """Has the supervisor role."""
-        return "supervisor" in self.roles
 
 
-def caller_for(agency: str, reference: Reference) -> Caller:
-    """The caller with its roles from the reference data."""
-    try:
-        roles = frozenset(reference.agency(agency).role)
-    except KeyError:
-        roles = frozenset()
-    return Caller(agency=agency, roles=roles)
+def case_of(p: Projection, *, sources: frozenset[str]) -> Case:
+    """The facts the policy decides on, from a projection and the agencies merged into it."""
+    current = p.current_assignee
+    return Case(
+        kind=p.kind,
+        submitted_by=p.submitted_by,
+        assignee=current,
+        past_assignees=p.assignees - {current} if current else p.assignees,
+        sources=sources,
+        duplicate_of=p.duplicate_of,
+    )
 
 
-def scope_clause(caller: Caller) -> ColumnElement[bool] | None:
-    """A filter on `audit_recommendations` limiting rows to the caller's scope (None: all)."""
-    if caller.sees_all:
+def readable(*, reference: Reference, caller: Caller, case: Case) -> frozenset[Resource]:
+    """What the caller may read of one case."""
+    return access.readable(reference, agency=caller.agency, case=case)
+
+
+def scope_clause(
+    *, reference: Reference, caller: Caller, resource: Resource = Resource.STATUS
+) -> ColumnElement[bool] | None:
+    """A filter on `audit_recommendations` to the cases where `resource` is readable."""
+    where = access.scope(reference, agency=caller.agency, resource=resource)
+    if where.everything:
         return None
     return exists(
         select(involvement.c.recommendation_id).where(
             involvement.c.recommendation_id == recommendations.c.id,
             involvement.c.agency == caller.agency,
+            involvement.c.relation.in_(sorted(where.via)),
         )
     )
 
 
-def in_scope(caller: Caller, agencies: set[str]) -> bool:
-    """True when the caller may see a recommendation involving `agencies`."""
-    return caller.sees_all or caller.agency in agencies
-
-
-def reporter_cleared(caller: Caller, p: Projection, *, reference: Reference) -> bool:
-    """Reporter identity: the submitting agency and supervisors, never a denounced assignee."""
-    if caller.agency == p.submitted_by:
-        return True
-    if not caller.supervisor:
-        return False
-    confidential = False
-    if p.kind in {k.value for k in Kind}:
-        policy = reference.sla.kinds.get(Kind(p.kind))
-        confidential = bool(policy and policy.confidential_reporter)
-    return not (confidential and caller.agency in p.assignees)
+def visible_expr(
+    *, reference: Reference, caller: Caller, resource: Resource
+) -> ColumnElement[bool]:
+    """A boolean column: whether `resource` of the row is readable by the caller."""
+    clause = scope_clause(reference=reference, caller=caller, resource=resource)
+    return true() if clause is None else clause

@@ -18,6 +18,7 @@ from phoihop_audit.metrics import AuditMetrics
 from phoihop_audit.settings import AuditSettings
 from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, default_config_dir, load_reference
+from phoihop_common.http import install as install_security_headers
 from phoihop_common.logs import get_logger
 
 logger = get_logger(__name__)
@@ -40,6 +41,8 @@ class Runtime:
     reference: Reference
     api_keys: ApiKeys
     metrics: AuditMetrics
+    proofs: log.ProofCache = field(default_factory=log.ProofCache)
+    full_verify: log.FullVerifyGate = field(default_factory=log.FullVerifyGate)
     consumer: AuditConsumer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -50,6 +53,10 @@ class Runtime:
             return True
         alive = all(not t.done() for t in self.tasks)
         return alive and self.consumer.assigned
+
+    def consumer_problem(self) -> str | None:
+        """Why the consumer counts as stuck (retrying the same records, or lag without commits)."""
+        return None if self.consumer is None else self.consumer.kit.problem()
 
 
 def build_runtime(settings: AuditSettings) -> Runtime:
@@ -63,8 +70,10 @@ def build_runtime(settings: AuditSettings) -> Runtime:
         signer=load_signer(settings),
         cipher=load_pii_cipher(settings),
         reference=load_reference(config_dir),
-        api_keys=ApiKeys.load(config_dir / "api_keys.yaml"),
+        api_keys=ApiKeys.load(settings.api_keys_path()),
         metrics=audit_metrics(),
+        proofs=log.ProofCache(size=settings.proof_cache_size),
+        full_verify=log.FullVerifyGate(per_minute=settings.full_verify_per_minute),
     )
 
 
@@ -114,6 +123,7 @@ def create_app(settings: AuditSettings | None = None, *, consume: bool = True) -
 
     app = FastAPI(title="phoihop audit", version="0.1.0", lifespan=lifespan)
     app.middleware("http")(audit_metrics().service.http_middleware)
+    install_security_headers(app, metrics_token=settings.metrics_token)
     install_handlers(app)
     app.include_router(router)
     return app

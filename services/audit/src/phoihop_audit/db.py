@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -20,18 +15,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
-    text,
 )
-from sqlalchemy.engine import make_url
+
+from phoihop_common import db as db_kit
+from phoihop_common.db import WRITE as WRITE  # re-exported for callers
+from phoihop_common.db import ping as ping
 
 VERSION_TABLE = "alembic_version_audit"
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
-# Transactions that append to the log: on SQLite they start with BEGIN IMMEDIATE so two
-# writers (two replicas, or the consumer and a checkpointer) serialise instead of failing.
-WRITE = {"audit_write": True}
+# Transactions that append to the log use `WRITE`: on SQLite they start with BEGIN IMMEDIATE
+# so two writers (two replicas, or the consumer and a checkpointer) serialise.
 
 metadata = MetaData()
 
@@ -114,53 +108,11 @@ involvement = Table(
 )
 
 
-def _sqlite_setup(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below take over
-        cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("audit_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and serialised writers."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _sqlite_setup(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    """An engine for `url`; on SQLite writers serialise (BEGIN IMMEDIATE) and commit durably."""
+    return db_kit.make_engine(url, explicit_transactions=True)
 
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (Alembic, version table `alembic_version_audit`)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":  # replicas starting together migrate one at a time
-            conn.execute(text("SELECT pg_advisory_lock(815081)"))
-            conn.commit()
-        try:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
-        finally:
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_unlock(815081)"))
-                conn.commit()
-
-
-def ping(engine: Engine) -> bool:
-    """True when the database answers."""
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
-    return True
+    db_kit.migrate(engine, package="phoihop_audit")

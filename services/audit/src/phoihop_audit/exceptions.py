@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+# A signing or encryption key is missing or unreadable, or a reporter does not decrypt.
+from phoihop_common.pii import KeyConfigError as KeyConfigError
+
 
 class AuditError(Exception):
     """Base of the audit service's errors."""
-
-
-class KeyConfigError(AuditError):
-    """A signing or encryption key is missing or unreadable."""
 
 
 class EventConflictError(AuditError):
@@ -30,3 +29,16 @@ class BadRequestError(AuditError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class ForbiddenError(AuditError):
+    """The caller is known but its role does not allow the request."""
+
+
+class TooManyRequestsError(AuditError):
+    """An expensive request is refused for now; `retry_after` is in seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after

@@ -1,7 +1,17 @@
-"""Tamper evidence over the stored log: signed checkpoints, proofs, and full verification."""
+"""Tamper evidence over the stored log: signed checkpoints, proofs, and full verification.
+
+The public side is cheap by construction: `verify_latest_checkpoint` checks one signature,
+proofs of a fixed tree are cached (`ProofCache`: the log only grows, so a proof of tree size
+n never changes) and computed a few at a time, and the full re-hash (`verify_log`) goes
+through `FullVerifyGate` (one at a time, a few per minute).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from phoihop_audit import merkle
 from phoihop_audit.db import GENESIS_HASH, HEAD_ID, checkpoints, events, log_head
-from phoihop_audit.exceptions import BadRequestError, NotFoundError
+from phoihop_audit.exceptions import BadRequestError, NotFoundError, TooManyRequestsError
 from phoihop_audit.keys import Signer
 from phoihop_audit.trail import chain_hash, leaf_hash_hex
 
@@ -124,7 +134,100 @@ def make_checkpoint(engine: Engine, *, signer: Signer) -> Checkpoint | None:
     return cp
 
 
-def inclusion(engine: Engine, *, event_id: str, tree_size: int | None) -> dict[str, Any]:
+class ProofCache:
+    """Proofs of fixed trees, least recently used out; at most `concurrent` computed at once."""
+
+    def __init__(self, *, size: int = 1024, concurrent: int = 2, wait: float = 5.0) -> None:
+        self.size = size
+        self.wait = wait
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._computing = threading.BoundedSemaphore(concurrent)
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The cached value of `key`, else `compute()` (429 when too many are computing)."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        if not self._computing.acquire(timeout=self.wait):
+            raise TooManyRequestsError("proofs are being computed; try again", retry_after=1)
+        try:
+            value = compute()
+        finally:
+            self._computing.release()
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+
+class FullVerifyGate:
+    """Admits one full re-hash at a time and at most `per_minute` a minute (this process)."""
+
+    def __init__(self, *, per_minute: int = 6, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._running = threading.Lock()
+        self._lock = threading.Lock()
+        self._started: deque[float] = deque()
+
+    def run(self, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run `work` if admitted, else raise TooManyRequestsError with the wait."""
+        if not self._running.acquire(blocking=False):
+            raise TooManyRequestsError("a full verification is running", retry_after=5)
+        try:
+            self._admit()
+            return work()
+        finally:
+            self._running.release()
+
+    def _admit(self) -> None:
+        now = self.clock()
+        with self._lock:
+            while self._started and now - self._started[0] >= 60.0:
+                self._started.popleft()
+            if len(self._started) >= self.per_minute:
+                wait = 60.0 - (now - self._started[0])
+                raise TooManyRequestsError(
+                    f"at most {self.per_minute} full verifications a minute",
+                    retry_after=max(1, int(wait + 0.999)),
+                )
+            self._started.append(now)
+
+
+def verify_latest_checkpoint(engine: Engine, *, signer: Signer) -> dict[str, Any]:
+    """The last signed checkpoint: its signature, tree size, root and time (no re-hash)."""
+    latest = list_checkpoints(engine, limit=1)
+    size = log_size(engine)
+    if not latest:
+        return {"ok": True, "mode": "checkpoint", "checkpoint": None, "log_size": size}
+    cp = latest[0]
+    signed = verify_checkpoint(cp, signer=signer)
+    within = cp.tree_size <= size  # a log shorter than what it signed lost records
+    return {
+        "ok": signed and within,
+        "mode": "checkpoint",
+        "checkpoint": cp.as_dict(),
+        "signature_valid": signed,
+        "tree_size": cp.tree_size,
+        "root_hash": cp.root_hash,
+        "created_at": cp.created_at,
+        "log_size": size,
+        "first_bad": None
+        if signed and within
+        else {
+            "checkpoint": cp.tree_size,
+            "reason": "bad_checkpoint_signature" if not signed else "log_shorter_than_checkpoint",
+        },
+    }
+
+
+def inclusion(
+    engine: Engine, *, event_id: str, tree_size: int | None, cache: ProofCache | None = None
+) -> dict[str, Any]:
     """Inclusion proof of one event in the tree of `tree_size` (default: latest checkpoint)."""
     with engine.connect() as conn:
         row = conn.execute(
@@ -141,28 +244,39 @@ def inclusion(engine: Engine, *, event_id: str, tree_size: int | None) -> dict[s
         raise BadRequestError(
             "bad_tree_size", f"event at {row.position} is not within a tree of size {tree_size}"
         )
-    leaves = leaf_hashes(engine, upto=tree_size)
+    index, size = int(row.position), tree_size
+
+    def compute() -> tuple[str, list[str]]:
+        leaves = leaf_hashes(engine, upto=size)
+        path = [h.hex() for h in merkle.inclusion_proof(index, leaves)]
+        return merkle.root(leaves).hex(), path
+
+    key = ("inclusion", index, size)
+    root_hash, path = compute() if cache is None else cache.get(key, compute)
     return {
         "event_id": event_id,
-        "leaf_index": int(row.position),
-        "tree_size": tree_size,
+        "leaf_index": index,
+        "tree_size": size,
         "leaf_hash": row.leaf_hash,
-        "root_hash": merkle.root(leaves).hex(),
-        "audit_path": [h.hex() for h in merkle.inclusion_proof(int(row.position), leaves)],
+        "root_hash": root_hash,
+        "audit_path": list(path),
     }
 
 
-def consistency(engine: Engine, *, first: int, second: int) -> dict[str, Any]:
+def consistency(
+    engine: Engine, *, first: int, second: int, cache: ProofCache | None = None
+) -> dict[str, Any]:
     """Consistency proof between two checkpointed tree sizes."""
     if not 0 < first <= second:
         raise BadRequestError("bad_tree_size", "need 0 < first <= second")
     a, b = get_checkpoint(engine, first), get_checkpoint(engine, second)
-    leaves = leaf_hashes(engine, upto=second)
-    return {
-        "first": a.as_dict(),
-        "second": b.as_dict(),
-        "proof": [h.hex() for h in merkle.consistency_proof(first, leaves)],
-    }
+
+    def compute() -> list[str]:
+        leaves = leaf_hashes(engine, upto=second)
+        return [h.hex() for h in merkle.consistency_proof(first, leaves)]
+
+    proof = compute() if cache is None else cache.get(("consistency", first, second), compute)
+    return {"first": a.as_dict(), "second": b.as_dict(), "proof": list(proof)}
 
 
 def verify_log(engine: Engine, *, signer: Signer) -> dict[str, Any]:
@@ -229,6 +343,7 @@ def verify_log(engine: Engine, *, signer: Signer) -> dict[str, Any]:
                 break
     return {
         "ok": first_bad is None,
+        "mode": "full",
         "checked": checked,
         "head_hash": prev,
         "checkpoint": latest.as_dict() if latest else None,

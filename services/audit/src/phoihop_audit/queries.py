@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
-from phoihop_audit.access import Caller, in_scope, reporter_cleared, scope_clause
+from phoihop_audit import trail as log_store
+from phoihop_audit.access import Caller, case_of, readable, scope_clause, visible_expr
 from phoihop_audit.db import events, involvement, recommendations
-from phoihop_audit.exceptions import KeyConfigError, NotFoundError
+from phoihop_audit.exceptions import BadRequestError, KeyConfigError, NotFoundError
 from phoihop_audit.keys import PiiCipher
 from phoihop_audit.readmodel import OVERDUE_STATUSES, Projection, iso
-from phoihop_audit.trail import load_projection
+from phoihop_common.access import Relation, Resource
 from phoihop_common.config import Reference
 from phoihop_common.text import tokens
 
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 10_000
+# The dates the service answers for: wide enough for any real record, narrow enough that
+# time-zone shifts and "the day after" never leave the calendar.
+MIN_DATE = date(2000, 1, 1)
+MAX_DATE = date(2100, 12, 31)
+# Reads of a reporter are themselves logged: entries of this type, outside any sequence.
+DISCLOSURE = "reporter_disclosed"
+AUDIT_SOURCE = "/phoihop/audit"
+STATUS_ENDPOINT = "GET /v1/recommendations/{rec_id}"
+TRAIL_ENDPOINT = "GET /v1/recommendations/{rec_id}/trail"
 
 
 def utcnow() -> datetime:
@@ -27,30 +39,123 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _visible(engine: Engine, rec_id: str, caller: Caller) -> Projection:
+@dataclass(frozen=True)
+class Read:
+    """A response body, and whether it carries a reporter (then it must not be cached)."""
+
+    body: dict[str, Any]
+    carries_reporter: bool
+
+
+@dataclass(frozen=True)
+class _View:
+    projection: Projection
+    rights: frozenset[Resource]
+
+
+def _view(
+    engine: Engine, *, rec_id: str, caller: Caller, reference: Reference, need: Resource
+) -> _View:
+    """The case and the caller's rights; not found, exactly as an unknown id, without `need`."""
     with engine.connect() as conn:
-        p = load_projection(conn, rec_id)
-        agencies = {
+        p = log_store.load_projection(conn, rec_id)
+        sources = frozenset(
             a
             for (a,) in conn.execute(
-                select(involvement.c.agency).where(involvement.c.recommendation_id == rec_id)
+                select(involvement.c.agency).where(
+                    involvement.c.recommendation_id == rec_id,
+                    involvement.c.relation == Relation.SOURCE.value,
+                )
             )
-        }
-    if p is None or not in_scope(caller, agencies):
+        )
+    if p is None:
         raise NotFoundError(rec_id)
-    return p
+    rights = readable(reference=reference, caller=caller, case=case_of(p, sources=sources))
+    if need not in rights:
+        raise NotFoundError(rec_id)
+    return _View(projection=p, rights=rights)
 
 
-def _reporter(
+def _decrypt(token: str, *, cipher: PiiCipher) -> Any:
+    """The reporter behind a stored token, or None when this key cannot open it."""
+    try:
+        return json.loads(cipher.decrypt(token))
+    except KeyConfigError:
+        return None
+
+
+def record_disclosure(
+    engine: Engine, *, rec_id: str, agency: str, endpoint: str, cipher: PiiCipher
+) -> None:
+    """Append to the hash-chained log that `agency` was shown the reporter, where and when."""
+    at = datetime.now(UTC).isoformat()
+    event_id = str(uuid.uuid4())
+    data = {"agency": agency, "endpoint": endpoint, "at": at}
+    digest = cipher.digest(
+        log_store.canonical_json({"id": event_id, "type": DISCLOSURE, "data": data}).encode()
+    )
+    entry = log_store.Incoming(
+        event_id=event_id,
+        type=DISCLOSURE,
+        recommendation_id=rec_id,
+        sequence=None,
+        source=AUDIT_SOURCE,
+        event_time=at,
+        data=log_store.canonical_json(data),
+        reporter_plain=None,
+        digest=digest,
+    )
+    log_store.append(engine, [entry], cipher=cipher)
+
+
+def _merged_into(conn: Connection, p: Projection, *, answers: bool) -> dict[str, Any] | None:
+    """For a merged recommendation: where it went (never the other case's text or sources)."""
+    if p.duplicate_of is None:
+        return None
+    target = log_store.load_projection(conn, p.duplicate_of) or Projection(id=p.duplicate_of)
+    given = [
+        {k: a[k] for k in ("agency", "text", "on_time", "answered_at")} for a in target.answers
+    ]
+    return {
+        "id": target.id,
+        "status": target.status,
+        "agency": target.agency,
+        "deadline": iso(target.deadline),
+        "answered_at": iso(target.answered_at),
+        "answers": given if answers else [],
+    }
+
+
+def status(
     engine: Engine,
+    *,
     rec_id: str,
-    p: Projection,
     caller: Caller,
     reference: Reference,
     cipher: PiiCipher,
-) -> tuple[Any, bool]:
-    """(reporter or None, whether a stored reporter was withheld)."""
+    with_reporter: bool = True,
+) -> Read:
+    """Current status of one recommendation, with what the policy lets the caller read."""
+    view = _view(engine, rec_id=rec_id, caller=caller, reference=reference, need=Resource.STATUS)
+    p, rights = view.projection, view.rights
+    merged_here = [recommendations.c.duplicate_of == rec_id]
+    scope = scope_clause(reference=reference, caller=caller)
     with engine.connect() as conn:
+        duplicate_count = conn.execute(
+            select(func.count()).select_from(recommendations).where(*merged_here)
+        ).scalar_one()
+        # Only the merged recommendations the caller may read itself are named.
+        duplicates = [
+            r
+            for (r,) in conn.execute(
+                select(recommendations.c.id)
+                .where(*merged_here, *([] if scope is None else [scope]))
+                .order_by(recommendations.c.received_at, recommendations.c.id)
+            )
+        ]
+        if Resource.TRAIL not in rights:
+            duplicate_count, duplicates = 0, []
+        merged_into = _merged_into(conn, p, answers=Resource.ANSWERS in rights)
         token = conn.execute(
             select(events.c.reporter_enc).where(
                 events.c.recommendation_id == rec_id,
@@ -58,32 +163,14 @@ def _reporter(
                 events.c.reporter_enc.is_not(None),
             )
         ).scalar()
-    if token is None:
-        return None, False
-    if not reporter_cleared(caller, p, reference=reference):
-        return None, True
-    try:
-        return json.loads(cipher.decrypt(token)), False
-    except KeyConfigError:
-        return None, True
-
-
-def status(
-    engine: Engine, *, rec_id: str, caller: Caller, reference: Reference, cipher: PiiCipher
-) -> dict[str, Any]:
-    """Current status of one recommendation, with its histories."""
-    p = _visible(engine, rec_id, caller)
-    with engine.connect() as conn:
-        duplicates = [
-            r
-            for (r,) in conn.execute(
-                select(recommendations.c.id)
-                .where(recommendations.c.duplicate_of == rec_id)
-                .order_by(recommendations.c.received_at, recommendations.c.id)
-            )
-        ]
-    reporter, withheld = _reporter(engine, rec_id, p, caller, reference, cipher)
-    return {
+    reporter = None
+    if token is not None and with_reporter and Resource.REPORTER in rights:
+        reporter = _decrypt(token, cipher=cipher)
+    if reporter is not None:
+        record_disclosure(
+            engine, rec_id=rec_id, agency=caller.agency, endpoint=STATUS_ENDPOINT, cipher=cipher
+        )
+    body = {
         "id": p.id,
         "status": p.status,
         "kind": p.kind,
@@ -92,10 +179,11 @@ def status(
         "agency": p.agency,
         "deadline": iso(p.deadline),
         "duplicate_of": p.duplicate_of,
+        "merged_into": merged_into,
         "sequence": p.sequence,
         "channel": p.channel,
         "locality": p.locality,
-        "text": p.text,
+        "text": p.text if Resource.TEXT in rights else None,
         "submitted_by": p.submitted_by,
         "submitted_at": p.submitted_at,
         "received_at": iso(p.received_at),
@@ -107,23 +195,31 @@ def status(
         "closed_at": iso(p.closed_at),
         "similarity": p.similarity,
         "duplicates": duplicates,
+        "duplicate_count": duplicate_count,
         "assignments": p.assignments,
         "deadlines": p.deadlines,
-        "answers": p.answers,
+        "answers": p.answers if Resource.ANSWERS in rights else [],
         "escalations": p.escalations,
         "declines": p.declines,
         "missing_sequences": p.missing_sequences,
         "reporter": reporter,
-        "reporter_withheld": withheld,
+        "reporter_withheld": token is not None and reporter is None,
     }
+    return Read(body=body, carries_reporter=reporter is not None)
 
 
 def trail(
-    engine: Engine, *, rec_id: str, caller: Caller, reference: Reference, cipher: PiiCipher
-) -> dict[str, Any]:
-    """Every stored event of one recommendation by sequence; notification outcomes apart."""
-    p = _visible(engine, rec_id, caller)
-    cleared = reporter_cleared(caller, p, reference=reference)
+    engine: Engine,
+    *,
+    rec_id: str,
+    caller: Caller,
+    reference: Reference,
+    cipher: PiiCipher,
+    with_reporter: bool = True,
+) -> Read:
+    """Stored events by sequence; the caller's own notification outcomes; reporter reads."""
+    view = _view(engine, rec_id=rec_id, caller=caller, reference=reference, need=Resource.TRAIL)
+    rights = view.rights
     with engine.connect() as conn:
         rows = conn.execute(
             select(events)
@@ -132,6 +228,8 @@ def trail(
         ).all()
     lifecycle: list[dict[str, Any]] = []
     notifications: list[dict[str, Any]] = []
+    disclosures: list[dict[str, Any]] = []
+    shown = False
     for r in rows:
         data = json.loads(r.data)
         item: dict[str, Any] = {
@@ -144,19 +242,41 @@ def trail(
             "position": int(r.position),
             "hash": r.hash,
         }
+        if r.type == DISCLOSURE:
+            disclosures.append(item)
+            continue
+        if r.sequence is None:  # a delivery outcome: only the caller's own subscriptions'
+            if Resource.NOTIFICATIONS in rights and data.get("agency") == caller.agency:
+                notifications.append(item)
+            continue
+        if r.type == "received" and Resource.TEXT not in rights:
+            data["text"] = None
+        if r.type == "answered" and Resource.ANSWERS not in rights:
+            data["text"] = None
         if r.reporter_enc is not None:
-            if cleared:
-                data["reporter"] = json.loads(cipher.decrypt(r.reporter_enc))
+            reporter = None
+            if with_reporter and Resource.REPORTER in rights:
+                reporter = _decrypt(r.reporter_enc, cipher=cipher)
+            if reporter is not None:
+                data["reporter"] = reporter
+                shown = True
             else:
                 item["reporter_withheld"] = True
-        (lifecycle if r.sequence is not None else notifications).append(item)
+        lifecycle.append(item)
+    if shown:
+        record_disclosure(
+            engine, rec_id=rec_id, agency=caller.agency, endpoint=TRAIL_ENDPOINT, cipher=cipher
+        )
     notifications.sort(key=lambda i: i["position"])
-    return {
+    disclosures.sort(key=lambda i: i["position"])
+    body = {
         "id": rec_id,
         "events": lifecycle,
         "notifications": notifications,
-        "missing_sequences": p.missing_sequences,
+        "disclosures": disclosures,
+        "missing_sequences": view.projection.missing_sequences,
     }
+    return Read(body=body, carries_reporter=shown)
 
 
 @dataclass(frozen=True)
@@ -180,6 +300,9 @@ def period_bounds(
     date_from: date | None, date_to: date | None, *, tz: str = "Asia/Ho_Chi_Minh"
 ) -> tuple[datetime | None, datetime | None]:
     """Inclusive local calendar dates as a half-open [start, end) of naive UTC datetimes."""
+    for day in (date_from, date_to):
+        if day is not None and not MIN_DATE <= day <= MAX_DATE:
+            raise BadRequestError("bad_period", f"dates must lie within {MIN_DATE}..{MAX_DATE}")
     zone = ZoneInfo(tz)
 
     def utc(day: date) -> datetime:
@@ -191,12 +314,17 @@ def period_bounds(
 
 
 def search(
-    engine: Engine, *, filters: SearchFilters, caller: Caller, tz: str = "Asia/Ho_Chi_Minh"
+    engine: Engine,
+    *,
+    filters: SearchFilters,
+    caller: Caller,
+    reference: Reference,
+    tz: str = "Asia/Ho_Chi_Minh",
 ) -> dict[str, Any]:
-    """Filtered, full-text, paginated list of recommendations in the caller's scope."""
+    """Filtered, full-text, paginated list of the recommendations the caller may read."""
     r = recommendations
     conds: list[Any] = []
-    scope = scope_clause(caller)
+    scope = scope_clause(reference=reference, caller=caller)
     if scope is not None:
         conds.append(scope)
     for column, value in (
@@ -221,16 +349,22 @@ def search(
         conds.append(r.c.received_at >= start)
     if end:
         conds.append(r.c.received_at < end)
-    for token in tokens(filters.q or ""):
+    words = tokens(filters.q or "")
+    if words:  # searching the text of a case whose text one may not read would be an oracle
+        text_scope = scope_clause(reference=reference, caller=caller, resource=Resource.TEXT)
+        if text_scope is not None:
+            conds.append(text_scope)
+    for token in words:
         escaped = token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conds.append(r.c.text_folded.like(f"%{escaped}%", escape="\\"))
     where = and_(*conds) if conds else and_(True)
-    page = max(1, filters.page)
+    page = min(max(1, filters.page), MAX_PAGE)
     size = min(max(1, filters.page_size), MAX_PAGE_SIZE)
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+        text_visible = visible_expr(reference=reference, caller=caller, resource=Resource.TEXT)
         rows = conn.execute(
-            select(r)
+            select(r, text_visible.label("text_visible"))
             .where(where)
             .order_by(r.c.received_at.desc(), r.c.id)
             .offset((page - 1) * size)
@@ -254,25 +388,25 @@ def search(
             "overdue": bool(
                 row.status in OVERDUE_STATUSES and row.deadline is not None and row.deadline < now
             ),
-            "text": row.text,
+            "text": row.text if row.text_visible else None,
         }
         for row in rows
     ]
     return {"total": total, "page": page, "page_size": size, "items": items}
 
 
-def reconciliation(engine: Engine, *, caller: Caller) -> dict[str, Any]:
+def reconciliation(engine: Engine, *, caller: Caller, reference: Reference) -> dict[str, Any]:
     """Recommendations whose sequence numbers have a hole, with the missing numbers."""
     r = recommendations
     conds: list[Any] = [r.c.has_gap.is_(True)]
-    scope = scope_clause(caller)
+    scope = scope_clause(reference=reference, caller=caller)
     if scope is not None:
         conds.append(scope)
     with engine.connect() as conn:
         ids = [i for (i,) in conn.execute(select(r.c.id).where(*conds).order_by(r.c.id))]
         gaps = []
         for rec_id in ids:
-            p = load_projection(conn, rec_id)
+            p = log_store.load_projection(conn, rec_id)
             if p is not None and p.missing_sequences:
                 gaps.append({"id": rec_id, "sequence": p.sequence, "missing": p.missing_sequences})
         checked = conn.execute(select(func.count()).select_from(r).where(*conds[1:])).scalar_one()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from phoihop_common.access import Relation
 from phoihop_common.text import fold
 
 OPEN_STATUSES = frozenset({"received", "assigned", "accepted", "declined", "triage", "reopened"})
@@ -98,6 +99,11 @@ class Projection:
         return frozenset(a["agency"] for a in self.assignments)
 
     @property
+    def current_assignee(self) -> str | None:
+        """The body settling it now (an agency that declined no longer is)."""
+        return None if self.status == "declined" else self.agency
+
+    @property
     def answer_days(self) -> float | None:
         """Days from receipt to the first answer."""
         if self.received_at is None or self.answered_at is None:
@@ -136,14 +142,20 @@ class Projection:
         }
 
     def involvement(self) -> set[tuple[str, str, str]]:
-        """(recommendation, agency, relation) rows this recommendation's events imply."""
+        """(recommendation, agency, relation) rows this recommendation's events imply.
+
+        Relations are the access policy's case relations; which of them open a case is the
+        policy's decision (a `source` row opens nothing: a merge never opens a case).
+        """
         rows: set[tuple[str, str, str]] = set()
         if self.submitted_by:
-            rows.add((self.id, self.submitted_by, "submitted"))
-            if self.duplicate_of:  # a merged source follows the case it was merged into
-                rows.add((self.duplicate_of, self.submitted_by, "source"))
+            rows.add((self.id, self.submitted_by, Relation.SUBMITTER.value))
+            if self.duplicate_of:
+                rows.add((self.duplicate_of, self.submitted_by, Relation.SOURCE.value))
+        current = self.current_assignee
         for agency in self.assignees:
-            rows.add((self.id, agency, "assigned"))
+            rel = Relation.ASSIGNEE if agency == current else Relation.PAST_ASSIGNEE
+            rows.add((self.id, agency, rel.value))
         return rows
 
 

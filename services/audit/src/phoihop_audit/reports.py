@@ -26,7 +26,7 @@ from sqlalchemy import Engine, and_, select
 from phoihop_audit.access import Caller, scope_clause
 from phoihop_audit.db import recommendations
 from phoihop_audit.exceptions import BadRequestError
-from phoihop_audit.queries import period_bounds
+from phoihop_audit.queries import MAX_DATE, MIN_DATE, period_bounds
 from phoihop_audit.readmodel import OVERDUE_STATUSES
 from phoihop_common.config import Reference
 
@@ -70,18 +70,27 @@ def parse_period(
         m = _MONTH.match(month)
         if not m:
             raise BadRequestError("bad_period", f"month must look like 2026-05, got {month!r}")
-        y, mo = int(m[1]), int(m[2])
+        y, mo = _year(m[1]), int(m[2])
         return Period(date(y, mo, 1), date(y, mo, calendar.monthrange(y, mo)[1]))
     if quarter is not None:
         q = _QUARTER.match(quarter)
         if not q:
             raise BadRequestError("bad_period", f"quarter must look like 2026-Q2, got {quarter!r}")
-        y, n = int(q[1]), int(q[2])
+        y, n = _year(q[1]), int(q[2])
         last = 3 * n
         return Period(date(y, last - 2, 1), date(y, last, calendar.monthrange(y, last)[1]))
     if date_from is None or date_to is None or date_to < date_from:
         raise BadRequestError("bad_period", "need from <= to")
     return Period(date_from, date_to)
+
+
+def _year(text: str) -> int:
+    year = int(text)
+    if not MIN_DATE.year <= year <= MAX_DATE.year:
+        raise BadRequestError(
+            "bad_period", f"the year must lie within {MIN_DATE.year}..{MAX_DATE.year}"
+        )
+    return year
 
 
 def p90(values: list[float]) -> float | None:
@@ -156,7 +165,7 @@ def build_report(
     r = recommendations
     start, end = period_bounds(period.start, period.end, tz=tz)
     conds: list[Any] = [r.c.received_at >= start, r.c.received_at < end]
-    scope = scope_clause(caller)
+    scope = scope_clause(reference=reference, caller=caller)  # only cases it may read
     if scope is not None:
         conds.append(scope)
     with engine.connect() as conn:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from phoihop_common.consumer import ConsumerPolicy
 from phoihop_common.kafka import KafkaSettings
+from phoihop_common.pii import PiiSettings
+from phoihop_common.production import ProductionSettings
 
 
-class AuditSettings(BaseSettings, KafkaSettings):
+class AuditSettings(BaseSettings, KafkaSettings, ConsumerPolicy, PiiSettings, ProductionSettings):
     """Every setting of the audit service, read once at start-up."""
 
     model_config = SettingsConfigDict(env_prefix="PHOIHOP_AUDIT_", extra="ignore")
@@ -24,22 +27,17 @@ class AuditSettings(BaseSettings, KafkaSettings):
     data_dir: Path | None = None
     signing_key: SecretStr | None = None
     trusted_public_keys: str = ""
-    pii_key: SecretStr | None = None
     checkpoint_interval: float = 5.0
     timezone: str = "Asia/Ho_Chi_Minh"  # report periods and date filters are local dates
     config_dir: Path | None = None
     log_level: str = "INFO"
     consumer_group: str = "phoihop-audit"
-    batch_max_records: int = 500
-    session_timeout_ms: int = 10_000
+    # `GET /v1/audit/verify?full=true` (supervisor key) re-hashes the whole log: one at a
+    # time, at most this many per minute in this process, else 429
+    full_verify_per_minute: int = Field(default=6, ge=1)
+    proof_cache_size: int = Field(default=1024, ge=0)  # proofs of fixed trees, LRU
 
-    @model_validator(mode="after")
-    def _production_secrets(self) -> AuditSettings:
-        if self.environment == "production":
-            missing = [n for n in ("signing_key", "pii_key") if getattr(self, n) is None]
-            if missing:
-                raise ValueError(f"production requires {', '.join(missing)}")
-        return self
+    production_secrets: ClassVar[tuple[str, ...]] = ("signing_key", "pii_key")
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -18,10 +18,10 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from phoihop_audit import merkle
 from phoihop_audit.db import HEAD_ID, WRITE, events, involvement, log_head, recommendations
-from phoihop_audit.keys import PiiCipher
 from phoihop_audit.readmodel import Projection, StoredEvent, project
+from phoihop_common.pii import PiiCipher, open_reporter
 from phoihop_schemas.codec import Envelope
-from phoihop_schemas.events import LifecycleEvent
+from phoihop_schemas.events import LifecycleEvent, Received
 
 CHUNK = 500
 
@@ -75,18 +75,27 @@ class Incoming:
     data: str
     reporter_plain: bytes | None
     digest: str
+    # The same content digested under every key of the ring: a redelivery after a key
+    # rotation is still recognised as the event already stored.
+    known_digests: frozenset[str] = frozenset()
 
 
 def prepare(envelope: Envelope, *, cipher: PiiCipher) -> Incoming:
-    """Split the reporter off (it is stored encrypted) and compute the content digest."""
+    """Open the reporter (stored apart, encrypted), digest the plain content; PiiDecryptError."""
     model = envelope.data
     full = model.model_dump(mode="json")
     rec_id = str(full.get("recommendation_id") or envelope.subject or "")
     sequence = model.sequence if isinstance(model, LifecycleEvent) else None
-    digest = cipher.digest(
-        canonical_json({"id": envelope.id, "type": envelope.event_name, "data": full}).encode()
-    )
-    reporter = full.get("reporter")
+    reporter = None
+    if isinstance(model, Received) and model.reporter is not None:
+        plain = open_reporter(
+            model.reporter, recommendation_id=model.recommendation_id, cipher=cipher
+        )
+        reporter = plain.model_dump(mode="json")
+        # Digest what was said, not this encryption of it (a fresh nonce on every produce).
+        full["reporter"] = reporter
+    content = canonical_json({"id": envelope.id, "type": envelope.event_name, "data": full})
+    digest = cipher.digest(content.encode())
     if reporter is not None:
         full["reporter"] = None
     return Incoming(
@@ -99,6 +108,7 @@ def prepare(envelope: Envelope, *, cipher: PiiCipher) -> Incoming:
         data=canonical_json(full),
         reporter_plain=canonical_json(reporter).encode() if reporter is not None else None,
         digest=digest,
+        known_digests=cipher.digests(content.encode()),
     )
 
 
@@ -134,7 +144,7 @@ def append(engine: Engine, batch: Sequence[Incoming], *, cipher: PiiCipher) -> A
         now = datetime.now(UTC).isoformat()
         for item in batch:
             if item.event_id in known:
-                if known[item.event_id] == item.digest:
+                if known[item.event_id] in item.known_digests | {item.digest}:
                     result.duplicates.append(item)
                 else:
                     result.conflicts.append(item)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from phoihop_common.access import AccessRules
 from phoihop_schemas.events import Kind
 
 
@@ -115,7 +116,15 @@ class Reference(_Model):
     agencies: tuple[Agency, ...]
     categories: tuple[Category, ...]
     sla: SlaPolicies
+    access: AccessRules
     config_dir: str
+
+    @model_validator(mode="after")
+    def _need_to_know_known(self) -> Reference:
+        unknown = set(self.access.need_to_know) - self.agency_codes
+        if unknown:
+            raise ValueError(f"access.yaml need_to_know names unknown agencies {sorted(unknown)}")
+        return self
 
     @property
     def unit_codes(self) -> frozenset[str]:
@@ -183,6 +192,7 @@ def load_reference(config_dir: Path | str | None = None) -> Reference:
     agencies_doc = read_yaml(base / "agencies.yaml")
     categories_doc = read_yaml(base / "categories.yaml")
     sla_doc = read_yaml(base / "sla_policies.yaml")
+    access_doc = read_yaml(base / "access.yaml")
     try:
         units = tuple(AdminUnit.model_validate(u) for u in units_doc["units"])
         agencies = [Agency.model_validate(a) for a in agencies_doc["agencies"]]
@@ -204,6 +214,7 @@ def load_reference(config_dir: Path | str | None = None) -> Reference:
             agencies=tuple(agencies),
             categories=tuple(Category.model_validate(c) for c in categories_doc["categories"]),
             sla=SlaPolicies.model_validate(sla_doc),
+            access=AccessRules.model_validate(access_doc),
             config_dir=str(base),
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -11,7 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import BaseModel, SecretStr
 
+from phoihop_common.logs import get_logger
 from phoihop_schemas.topics import ALL_TOPICS, Topic
+
+log = get_logger(__name__)
 
 
 class KafkaSettings(BaseModel):
@@ -70,26 +73,58 @@ def producer_kwargs(s: KafkaSettings) -> dict[str, Any]:
 async def ensure_topics(
     s: KafkaSettings, topics: tuple[Topic, ...] = ALL_TOPICS, *, attempts: int = 30
 ) -> list[str]:
-    """Create the bus's topics if missing (Tansu needs them up front); return those created."""
+    """Create the bus's topics if missing (Tansu needs them up front); return those created.
+
+    Each topic is created with its `Topic.config` (the inbound topics' `max.message.bytes`).
+    Tansu 0.6 stores topic configs (DescribeConfigs returns them) without enforcing the
+    size limit. A broker that refuses a config (invalid, or forbidden by a create-topic
+    policy) gets that topic again without it, with a warning: the topic matters more than
+    its limit. Existing topics are left as they are (configs are not altered).
+    """
     last: Exception | None = None
     for _ in range(attempts):
         admin = AIOKafkaAdminClient(**client_kwargs(s))
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [t.name for t in topics if t.name not in existing]
+            missing = [t for t in topics if t.name not in existing]
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(
-                        [
-                            NewTopic(n, s.kafka_topic_partitions, s.kafka_topic_replication)
-                            for n in missing
-                        ]
-                    )
-            return missing
+                    refused = _config_refused(await admin.create_topics(_new(s, missing)))
+                    if refused:
+                        log.warning("topic_configs_refused", topics=sorted(refused))
+                        retry = [t for t in missing if t.name in refused]
+                        await admin.create_topics(_new(s, retry, with_config=False))
+            return [t.name for t in missing]
         except KafkaError as exc:
             last = exc
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
     raise RuntimeError(f"could not create topics on {s.kafka_bootstrap}: {last}")
+
+
+# CreateTopics error codes meaning "this config is not accepted here".
+_CONFIG_ERRORS = frozenset({40, 44})  # INVALID_CONFIG, POLICY_VIOLATION
+
+
+def _new(s: KafkaSettings, topics: list[Topic], *, with_config: bool = True) -> list[NewTopic]:
+    return [
+        NewTopic(
+            t.name,
+            s.kafka_topic_partitions,
+            s.kafka_topic_replication,
+            topic_configs=t.config if with_config else {},
+        )
+        for t in topics
+    ]
+
+
+def _config_refused(response: Any) -> set[str]:
+    """Names of the topics a CreateTopics response refused because of their configs."""
+    refused: set[str] = set()
+    for error in getattr(response, "topic_errors", ()):
+        name, code = error[0], error[1]
+        if code in _CONFIG_ERRORS:
+            refused.add(name)
+    return refused

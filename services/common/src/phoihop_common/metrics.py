@@ -27,6 +27,8 @@ class ServiceMetrics:
     processing: Histogram
     dead_lettered: Counter
     lag: Gauge
+    consumer_stuck: Gauge
+    consumer_retries: Counter
     http_requests: Counter
     http_latency: Histogram
 
@@ -55,6 +57,16 @@ class ServiceMetrics:
                 f"{p}_consumer_lag_records",
                 "Records behind the end of each partition",
                 ["topic", "partition"],
+            ),
+            consumer_stuck=Gauge(
+                f"{p}_consumer_stuck",
+                "1 while a consumer retries the same records or commits nothing behind lag",
+                ["consumer"],
+            ),
+            consumer_retries=Counter(
+                f"{p}_consumer_retries_total",
+                "Retries by the consumer kit: transient (whole batch), batch_split, record",
+                ["consumer", "kind"],
             ),
             http_requests=Counter(
                 f"{p}_http_requests_total", "HTTP requests", ["route", "method", "status"]
@@ -89,15 +101,19 @@ def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def record_consumer_lag(metrics: ServiceMetrics, consumer: Any) -> None:
-    """Set `<svc>_consumer_lag_records` for each assigned partition of an aiokafka consumer.
+async def record_consumer_lag(metrics: ServiceMetrics, consumer: Any) -> int:
+    """Set `<svc>_consumer_lag_records` for each assigned partition; return the total lag.
 
     Call after each `getmany` batch: lag = end offset (highwater) - the consumer's position.
     Partitions whose end offset is not known yet (no fetch so far) are left out.
     """
+    total = 0
     for tp in consumer.assignment():
         end = consumer.highwater(tp)
         if end is None:
             continue
         position = await consumer.position(tp)
-        metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+        lag = max(0, end - position)
+        metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+        total += lag
+    return total

@@ -70,14 +70,16 @@ class ServiceProcess:
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.process.wait()
+            self.kill()
 
-    def kill(self) -> None:
-        """SIGKILL (fault tests)."""
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL and reap, waiting at most `timeout` (fault tests; teardown never hangs)."""
         self.signal(signal.SIGKILL)
         if self.process:
-            self.process.wait()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print(f"{self.name}: pid {self.process.pid} still there after SIGKILL", flush=True)
 
     def restart(self) -> None:
         """Start again after a stop or kill."""

@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,18 @@ import pytest
 from phoihop_common.broker import EmbeddedBroker
 from phoihop_common.config import default_config_dir
 from phoihop_common.kafka import KafkaSettings, ensure_topics
+from phoihop_common.pii import PiiCipher
 from phoihop_common.stack import Stack, tail
 
 KAFKA_ENV = "PHOIHOP_TEST_KAFKA_BOOTSTRAP"
 DATABASE_ENV = "PHOIHOP_TEST_DATABASE_URL"
+# A fixed reporter-identity key, for tests that build `received` events themselves.
+TEST_PII_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def fixed_pii_cipher() -> PiiCipher:
+    """The keyring of `TEST_PII_KEY` (give services `PHOIHOP_<SVC>_PII_KEY=TEST_PII_KEY`)."""
+    return PiiCipher(current=base64.b64decode(TEST_PII_KEY))
 
 
 @pytest.fixture
@@ -49,6 +60,59 @@ def _pg_admin_url(url: str) -> str:
     return make_url(url).set(database="postgres").render_as_string(hide_password=False)
 
 
+# Every statement of the test database's set-up and teardown is bounded: a teardown that
+# waits for a lock (a service still connected, a backend stuck behind a cut proxy) must
+# fail and retry, never hang until the pytest timeout.
+PG_ADMIN_ATTEMPTS = 4
+PG_ADMIN_TIMEOUTS = ("SET lock_timeout = '5s'", "SET statement_timeout = '15s'")
+
+
+def _pg_admin(base: str, statements: list[tuple[str, dict[str, Any]]]) -> None:
+    """Run admin statements (autocommit, bounded waits), retrying a few times."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    engine = create_engine(
+        _pg_admin_url(base), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10}
+    )
+    try:
+        for attempt in range(1, PG_ADMIN_ATTEMPTS + 1):
+            try:
+                with engine.connect() as conn:
+                    for setting in PG_ADMIN_TIMEOUTS:
+                        conn.execute(text(setting))
+                    for sql, params in statements:
+                        conn.execute(text(sql), params)
+                return
+            except DBAPIError:
+                if attempt == PG_ADMIN_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
+    finally:
+        engine.dispose()
+
+
+def _drop_pg_database(base: str, name: str) -> None:
+    """Disconnect everyone from the test database, then drop it; warn rather than hang."""
+    from sqlalchemy.exc import DBAPIError
+
+    terminate = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = :name AND pid <> pg_backend_pid()"
+    )
+    try:
+        _pg_admin(
+            base,
+            [
+                (f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false', {}),
+                (terminate, {"name": name}),
+                (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', {}),
+            ],
+        )
+    except DBAPIError as exc:
+        warnings.warn(f"test database {name} left behind: {exc}", stacklevel=2)
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: PostgreSQL when configured, else a SQLite file."""
@@ -56,19 +120,14 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if not base:
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"phoihop_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_pg_admin_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    _pg_admin(base, [(f'CREATE DATABASE "{name}"', {})])
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _drop_pg_database(base, name)
 
 
 @pytest.fixture
@@ -83,12 +142,13 @@ def config_dir(tmp_path: Path) -> Path:
 def stack_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Stack]]:
     """Start the whole bus as real processes; everything is stopped after the test."""
     stacks: list[Stack] = []
+    # Requested now, not lazily in `start`: a fixture set up during the test is torn down
+    # before this one, and the database must outlive the processes connected to it.
+    shared_db = request.getfixturevalue("database_url") if os.environ.get(DATABASE_ENV) else None
 
     def start(**kwargs: Any) -> Stack:
         external = os.environ.get(KAFKA_ENV)
-        db = kwargs.pop("database_url", None)
-        if db is None and os.environ.get(DATABASE_ENV):
-            db = request.getfixturevalue("database_url")
+        db = kwargs.pop("database_url", None) or shared_db
         stack = Stack(
             data_dir=tmp_path / f"stack{len(stacks)}",
             kafka_bootstrap=external,

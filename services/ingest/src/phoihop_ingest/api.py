@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from starlette.responses import Response
 from phoihop_common.auth import API_KEY_HEADER
 from phoihop_common.metrics import metrics_response
 from phoihop_ingest import bulk, responses
+from phoihop_ingest import openapi as docs
 from phoihop_ingest.app import Runtime, error_response
 from phoihop_ingest.exceptions import (
     BadRequestError,
@@ -24,11 +24,14 @@ from phoihop_ingest.exceptions import (
     PayloadTooLargeError,
     UnauthorizedError,
     UnavailableError,
+    UnsupportedMediaTypeError,
 )
 from phoihop_ingest.idempotency import MAX_KEY_CHARS
 from phoihop_ingest.submissions import RECEIVED_TOPIC, SOURCE, Pending, submit_many
 from phoihop_ingest.validation import validate_submission
+from phoihop_schemas import textpolicy
 from phoihop_schemas.codec import encode
+from phoihop_schemas.events import Submission
 from phoihop_schemas.topics import INBOUND_RESPONSES
 
 router = APIRouter()
@@ -84,11 +87,28 @@ def idempotency_key(request: Request) -> str | None:
         raise InvalidInputError(
             "invalid_idempotency_key", f"{IDEMPOTENCY_HEADER} must have 1..{MAX_KEY_CHARS} chars"
         )
-    return key
+    try:
+        return textpolicy.check_text(key)
+    except ValueError as exc:
+        raise InvalidInputError("invalid_idempotency_key", str(exc)) from exc
+
+
+def check_json_media_type(request: Request) -> None:
+    """415 unless the Content-Type is absent, `application/json` or `application/*+json`."""
+    header = request.headers.get("content-type", "")
+    media = header.split(";", 1)[0].strip().lower()
+    if not media or media == "application/json":
+        return
+    if media.startswith("application/") and media.endswith("+json"):
+        return
+    raise UnsupportedMediaTypeError(
+        "unsupported_media_type", f"send application/json, not {header[:100]!r}"
+    )
 
 
 async def read_json(request: Request, *, max_bytes: int) -> Any:
-    """The JSON body (None when empty), refusing bodies over `max_bytes`."""
+    """The JSON body (None when empty), refusing other media types, big or hostile bodies."""
+    check_json_media_type(request)
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise PayloadTooLargeError("payload_too_large", f"body over {max_bytes} bytes")
@@ -100,15 +120,22 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequestError("invalid_json", str(exc)[:300]) from exc
+        return textpolicy.loads(body)
+    except textpolicy.JsonPolicyError as exc:
+        if exc.reason == "invalid_json":
+            raise BadRequestError(exc.reason, exc.detail) from exc
+        raise InvalidInputError(exc.reason, exc.detail) from exc
 
 
 # --------------------------------------------------------------------------- submissions
 
 
-@router.post("/v1/recommendations", status_code=202, tags=["submissions"])
+@router.post(
+    "/v1/recommendations",
+    status_code=202,
+    tags=["submissions"],
+    openapi_extra=docs.json_body(Submission),
+)
 async def submit(request: Request) -> JSONResponse:
     """Submit one recommendation; 202 `{id}` once the broker acknowledged it."""
     # The hot path resolves runtime and caller itself: FastAPI's dependency solving costs
@@ -123,14 +150,22 @@ async def submit(request: Request) -> JSONResponse:
         submission = validate_submission(
             payload=payload, reference=runtime.reference, max_text_chars=settings.max_text_chars
         )
-    except (InvalidInputError, BadRequestError, PayloadTooLargeError):
+    except (
+        InvalidInputError,
+        BadRequestError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+    ):
         metrics.count("rejected")
         raise
     pending = Pending(submission=submission, agency=caller.agency, key=key or submission.source_ref)
     started = time.perf_counter()
     try:
         [outcome] = await submit_many(
-            items=[pending], publisher=runtime.publisher, store=runtime.store
+            items=[pending],
+            publisher=runtime.publisher,
+            store=runtime.store,
+            cipher=runtime.cipher,
         )
         metrics.processing(RECEIVED_TOPIC).observe(time.perf_counter() - started)
     except UnavailableError:
@@ -144,7 +179,7 @@ async def submit(request: Request) -> JSONResponse:
     return JSONResponse({"id": outcome.id}, status_code=202, headers=headers)
 
 
-@router.post("/v1/recommendations/bulk", tags=["submissions"])
+@router.post("/v1/recommendations/bulk", tags=["submissions"], openapi_extra=docs.BULK_BODY)
 async def bulk_import(
     request: Request, runtime: RuntimeDep, caller: CallerDep, format: str | None = None
 ) -> JSONResponse:
@@ -174,11 +209,11 @@ async def bulk_import(
     try:
         if fmt == "jsonl":
             rows = bulk.jsonl_rows(chunks)
-        elif fmt == "csv":
-            rows = bulk.csv_rows(chunks)
         else:
-            spool = await bulk.spooled(chunks)
-            rows = bulk.in_thread(bulk.xlsx_rows(spool))
+            # Spooled, then parsed in a worker thread: a large file never stalls the loop.
+            spool = await bulk.spooled(chunks, suffix=f".{fmt}")
+            parse = bulk.csv_rows if fmt == "csv" else bulk.xlsx_rows
+            rows = bulk.in_thread(parse(spool))
         result = await bulk.run_import(
             rows=rows,
             agency=caller.agency,
@@ -189,6 +224,7 @@ async def bulk_import(
             batch_size=settings.bulk_batch_size,
             publisher=runtime.publisher,
             store=runtime.store,
+            cipher=runtime.cipher,
             metrics=runtime.metrics,
         )
     finally:
@@ -231,7 +267,9 @@ def _response_handler(
         rec_id = responses.check_id(recommendation_id)
         responses.check_role(segment=segment, caller=caller.agency, reference=runtime.reference)
         status = await runtime.audit.status(recommendation_id=rec_id, api_key=caller.key)
-        responses.check_assignee(segment=segment, caller=caller.agency, status=status)
+        responses.check_assignee(
+            segment=segment, caller=caller.agency, status=status, reference=runtime.reference
+        )
         response_id = responses.response_id(
             agency=caller.agency, recommendation_id=rec_id, segment=segment, key=key
         )
@@ -258,6 +296,7 @@ for _segment in responses.ACTIONS:
         methods=["POST"],
         status_code=202,
         tags=["responses"],
+        openapi_extra=docs.json_body(responses.ACTIONS[_segment][1]),
     )
 
 
@@ -275,7 +314,12 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 once the producer and consumer are started and the database answers."""
     parts = await runtime.ready()
     ok = all(parts.values())
-    return JSONResponse({"ready": ok, **parts}, status_code=200 if ok else 503)
+    body: dict[str, Any] = {"ready": ok, **parts}
+    problem = runtime.consumer.problem()
+    if problem is not None:
+        ok = False
+        body.update(ready=False, reason="consumer_stuck", detail=problem)
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", tags=["operations"])

@@ -8,22 +8,28 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, load_reference
+from phoihop_common.db import make_engine
+from phoihop_common.http import install as install_security_headers
 from phoihop_common.logs import get_logger
+from phoihop_common.pii import PiiCipher, load_pii_cipher
 from phoihop_ingest.audit_client import AuditClient
 from phoihop_ingest.auth import KeyIndex
 from phoihop_ingest.consumer import InboundConsumer
 from phoihop_ingest.exceptions import IngestError, StoreUnavailableError, UnavailableError
-from phoihop_ingest.idempotency import IdempotencyStore, make_engine
+from phoihop_ingest.idempotency import IdempotencyStore
 from phoihop_ingest.metrics import HttpMetricsMiddleware, IngestMetrics, ingest_metrics
 from phoihop_ingest.publisher import Publisher
 from phoihop_ingest.settings import IngestSettings
 
 log = get_logger(__name__)
+HTTP_REASONS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Runtime:
     engine: Engine
     store: IdempotencyStore
     publisher: Publisher
+    cipher: PiiCipher
     consumer: InboundConsumer
     audit: AuditClient
     metrics: IngestMetrics
@@ -50,18 +57,26 @@ class Runtime:
         engine = make_engine(settings.database_url)
         store = IdempotencyStore(engine)
         publisher = Publisher(settings=settings, metrics=metrics.service)
+        cipher = load_pii_cipher(
+            settings,
+            service="ingest",
+            production=settings.environment == "production",
+            dev_dir=settings.pii_dev_dir,
+        )
         return cls(
             settings=settings,
             reference=reference,
-            keys=KeyIndex(ApiKeys.load(config / "api_keys.yaml")),
+            keys=KeyIndex(ApiKeys.load(settings.api_keys_path())),
             engine=engine,
             store=store,
             publisher=publisher,
+            cipher=cipher,
             consumer=InboundConsumer(
                 settings=settings,
                 reference=reference,
                 publisher=publisher,
                 store=store,
+                cipher=cipher,
                 metrics=metrics,
             ),
             audit=AuditClient(base_url=settings.audit_url, timeout=settings.audit_timeout),
@@ -126,6 +141,7 @@ def error_response(exc: IngestError, *, retry_after: int) -> JSONResponse:
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     """The ingest FastAPI application."""
+    from phoihop_ingest import openapi
     from phoihop_ingest.api import router
 
     settings = settings or IngestSettings()
@@ -150,10 +166,29 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.add_middleware(HttpMetricsMiddleware, metrics=runtime.metrics.service)
+    install_security_headers(app, metrics_token=settings.metrics_token)
 
     @app.exception_handler(IngestError)
     async def _ingest_error(_request: Request, exc: IngestError) -> JSONResponse:
         return error_response(exc, retry_after=settings.retry_after_seconds)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+            for e in exc.errors()[:10]
+        ]
+        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = HTTP_REASONS.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": reason, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
     app.include_router(router)
+    openapi.install(app, reference=runtime.reference)
     return app

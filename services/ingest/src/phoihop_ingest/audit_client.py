@@ -19,8 +19,11 @@ class AuditClient:
     async def status(self, *, recommendation_id: str, api_key: str) -> dict[str, Any]:
         """Current status (`{id, status, agency, ...}`) seen with the caller's own key."""
         try:
+            # Who may respond needs the assignee, never the reporter (whose reads are logged).
             resp = await self.client.get(
-                f"/v1/recommendations/{recommendation_id}", headers={API_KEY_HEADER: api_key}
+                f"/v1/recommendations/{recommendation_id}",
+                headers={API_KEY_HEADER: api_key},
+                params={"reporter": "false"},
             )
         except httpx.HTTPError as exc:
             detail = str(exc)[:300] or type(exc).__name__

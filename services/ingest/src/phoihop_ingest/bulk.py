@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
-import json
 import re
 import tempfile
-import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from phoihop_common.config import Reference
+from phoihop_common.pii import PiiCipher
 from phoihop_ingest.exceptions import (
     IngestError,
     InvalidInputError,
@@ -33,6 +32,7 @@ from phoihop_ingest.metrics import IngestMetrics
 from phoihop_ingest.publisher import Publisher
 from phoihop_ingest.submissions import Pending, submit_many
 from phoihop_ingest.validation import validate_submission
+from phoihop_schemas import textpolicy
 from phoihop_schemas.events import Submission
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -60,6 +60,9 @@ REPORTER_COLUMNS = {
 }
 REQUIRED_COLUMNS = ("kind", "channel", "locality", "text")
 _DMY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+# One CSV record, all its lines: far above a submission (text <= 20,000 chars), and not
+# above the csv module's default field limit, so that limit is never the one that trips.
+MAX_CSV_RECORD_CHARS = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -166,9 +169,10 @@ async def jsonl_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[Row]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Row(number, None, "bad_json", str(exc))
+            obj = textpolicy.loads(line)
+        except textpolicy.JsonPolicyError as exc:
+            reason = "bad_json" if exc.reason == "invalid_json" else exc.reason
+            yield Row(number, None, reason, exc.detail)
             continue
         if not isinstance(obj, dict):
             yield Row(number, None, "invalid_row", "each line must be a JSON object")
@@ -176,41 +180,105 @@ async def jsonl_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[Row]:
         yield Row(number, _from_mapping(obj))
 
 
-async def csv_records(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Whole CSV records (a quoted field may span lines: quotes balance at a record's end)."""
-    buffer = ""
-    async for line in text_lines(chunks):
-        buffer += line
-        if buffer.count('"') % 2 == 0:
-            yield buffer
-            buffer = ""
-    if buffer:
-        yield buffer
+class CsvRecordTooLongError(Exception):
+    """A CSV record outgrew `MAX_CSV_RECORD_CHARS` (usually a quote that is never closed)."""
 
 
-async def csv_rows(chunks: AsyncIterator[bytes]) -> AsyncIterator[Row]:
-    """Rows of a CSV file with a header row (delimiter `,`, `;` or tab, as exported)."""
-    columns: list[str] | None = None
-    delimiter = ","
-    number = 0
-    async for record in csv_records(chunks):
-        number += 1
-        if columns is None:
-            if not record.strip():
-                continue
-            delimiter = max((",", ";", "\t"), key=record.count)
-            columns = _header(next(csv.reader([record], delimiter=delimiter)))
-            continue
-        if not record.strip():
-            continue
+class CsvLines:
+    """The physical lines of a text stream, fed to `csv.reader`, counting the record's size.
+
+    Lines are read with a size limit, so one huge line or quoted field is refused once it
+    passes the limit instead of being held in memory whole.
+    """
+
+    def __init__(self, stream: TextIO, *, max_chars: int) -> None:
+        self._stream = stream
+        self._max_chars = max_chars
+        self._used = 0
+        self._back: str | None = None
+        self.eof = False
+
+    def start_record(self) -> None:
+        """The next line read starts a new record."""
+        self._used = 0
+
+    def push_back(self, line: str) -> None:
+        """Have `line` read again next."""
+        self._back = line
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._back is not None:
+            line, self._back = self._back, None
+        else:
+            line = self._stream.readline(self._max_chars - self._used + 1)
+        if not line:
+            self.eof = True
+            raise StopIteration
+        self._used += len(line)
+        if self._used > self._max_chars:
+            raise CsvRecordTooLongError
+        return line
+
+
+def csv_rows(path: Path) -> Iterator[Row]:
+    """Rows of a CSV file with a header row (delimiter `,`, `;` or tab, as exported); blocking.
+
+    Linear in the file's size: the file is decoded as a stream and parsed by `csv.reader`.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as stream:
         try:
-            cells = next(csv.reader([record], delimiter=delimiter))
-        except csv.Error as exc:
-            yield Row(number, None, "bad_csv", str(exc))
-            continue
-        yield Row(number, _from_cells(columns, cells))
-    if columns is None:
-        raise InvalidInputError("missing_columns", "the file has no header row")
+            yield from _csv_stream_rows(CsvLines(stream, max_chars=MAX_CSV_RECORD_CHARS))
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError("bad_encoding", "the file must be UTF-8") from exc
+
+
+def _csv_stream_rows(lines: CsvLines) -> Iterator[Row]:
+    number = 0  # the row (record) being read, as a spreadsheet numbers it
+    try:
+        while True:  # blank lines before the header still count as rows
+            lines.start_record()
+            number += 1
+            first = next(lines, None)
+            if first is None:
+                raise InvalidInputError("missing_columns", "the file has no header row")
+            if first.strip():
+                break
+        lines.push_back(first)
+        number -= 1
+        delimiter = max((",", ";", "\t"), key=first.count)
+        # strict: a quote never closed ends as an error, not as a field holding the rest.
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        columns: list[str] | None = None
+        while True:
+            lines.start_record()
+            number += 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                detail = "a quoted field is never closed" if lines.eof else str(exc)
+                if columns is None:
+                    raise InvalidInputError("bad_csv", f"header row: {detail}") from exc
+                yield Row(number, None, "bad_csv", detail)
+                continue
+            if not any(cell.strip() for cell in cells):
+                continue
+            if columns is None:
+                columns = _header(cells)
+                continue
+            yield Row(number, _from_cells(columns, cells))
+        if columns is None:
+            raise InvalidInputError("missing_columns", "the file has no header row")
+    except CsvRecordTooLongError:
+        raise InvalidInputError(
+            "csv_record_too_long",
+            f"row {number} is longer than {MAX_CSV_RECORD_CHARS} characters"
+            " (is a quote left open?)",
+        ) from None
 
 
 def xlsx_rows(path: Path) -> Iterator[Row]:
@@ -219,8 +287,8 @@ def xlsx_rows(path: Path) -> Iterator[Row]:
 
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise InvalidInputError("bad_file", f"not a readable XLSX workbook: {exc}") from exc
+    except Exception as exc:  # a bad file fails in openpyxl in many ways: zip, XML, keys...
+        raise _invalid_xlsx(exc) from exc
     try:
         sheet = workbook.worksheets[0]
         columns: list[str] | None = None
@@ -234,13 +302,23 @@ def xlsx_rows(path: Path) -> Iterator[Row]:
             yield Row(number, _from_cells(columns, cells))
         if columns is None:
             raise InvalidInputError("missing_columns", "the sheet has no header row")
+    except IngestError:
+        raise
+    except Exception as exc:  # ...and so can reading a sheet of it, part way through
+        raise _invalid_xlsx(exc) from exc
     finally:
         workbook.close()
 
 
-async def spooled(chunks: AsyncIterator[bytes], directory: str | None = None) -> Path:
-    """Write a body to a temporary file (XLSX is a zip: it needs random access)."""
-    handle = tempfile.NamedTemporaryFile(prefix="phoihop-bulk-", suffix=".xlsx", delete=False)  # noqa: SIM115
+def _invalid_xlsx(exc: Exception) -> InvalidInputError:
+    return InvalidInputError(
+        "invalid_xlsx", f"not a readable XLSX workbook: {type(exc).__name__}: {exc}"[:300]
+    )
+
+
+async def spooled(chunks: AsyncIterator[bytes], *, suffix: str) -> Path:
+    """Write a body to a temporary file, off the event loop (XLSX is a zip: random access)."""
+    handle = tempfile.NamedTemporaryFile(prefix="phoihop-bulk-", suffix=suffix, delete=False)  # noqa: SIM115
     path = Path(handle.name)
     try:
         with handle:
@@ -254,13 +332,24 @@ async def spooled(chunks: AsyncIterator[bytes], directory: str | None = None) ->
 
 async def in_thread(rows: Iterator[Row], *, batch: int = 200) -> AsyncIterator[Row]:
     """Iterate a blocking row generator from a worker thread, a batch at a time."""
-    take: Callable[[], list[Row]] = lambda: list(islice(rows, batch))  # noqa: E731
+
+    def take() -> tuple[list[Row], IngestError | None]:
+        chunk: list[Row] = []
+        try:
+            for row in islice(rows, batch):
+                chunk.append(row)
+        except IngestError as exc:  # the rows read before the fault still count
+            return chunk, exc
+        return chunk, None
+
     while True:
-        chunk = await asyncio.to_thread(take)
-        if not chunk:
-            return
+        chunk, error = await asyncio.to_thread(take)
         for row in chunk:
             yield row
+        if error is not None:
+            raise error
+        if not chunk:
+            return
 
 
 def _header(cells: list[Any]) -> list[str]:
@@ -334,6 +423,7 @@ async def run_import(
     batch_size: int,
     publisher: Publisher,
     store: IdempotencyStore,
+    cipher: PiiCipher,
     metrics: IngestMetrics,
 ) -> ImportResult:
     """Validate rows as they stream in; put valid ones on the bus batch by batch."""
@@ -343,7 +433,9 @@ async def run_import(
     async def flush() -> None:
         if not batch:
             return
-        outcomes = await submit_many(items=[p for _, p in batch], publisher=publisher, store=store)
+        outcomes = await submit_many(
+            items=[p for _, p in batch], publisher=publisher, store=store, cipher=cipher
+        )
         for (number, _), outcome in zip(batch, outcomes, strict=True):
             if outcome.id is not None:
                 result.ok(number, outcome.id, duplicate=outcome.duplicate)

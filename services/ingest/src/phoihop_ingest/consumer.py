@@ -1,21 +1,15 @@
-"""Consumer of the inbound submissions topic: decode, validate, emit `received` or dead-letter."""
+"""Consumer of the inbound submissions topic: decode, validate, emit `received` or reject."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 
 from phoihop_common.config import Reference
-from phoihop_common.dlq import dead_letter
-from phoihop_common.kafka import consumer_kwargs
+from phoihop_common.consumer import ConsumerKit, Raw, Reject
 from phoihop_common.logs import get_logger
-from phoihop_common.metrics import record_consumer_lag
+from phoihop_common.pii import PiiCipher
 from phoihop_ingest.exceptions import InvalidInputError, UnavailableError
 from phoihop_ingest.idempotency import MAX_KEY_CHARS, IdempotencyStore
 from phoihop_ingest.metrics import IngestMetrics
@@ -31,15 +25,6 @@ log = get_logger(__name__)
 TOPIC = INBOUND_SUBMISSIONS.name
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """A record that goes to the dead-letter topic."""
-
-    record: ConsumerRecord[bytes, bytes]
-    reason: str
-    detail: str
-
-
 def inbound_key(message: InboundSubmission, event_id: str) -> str:
     """Idempotency key of an inbound submission: its own key, its source_ref, else its event id."""
     key = message.idempotency_key or message.source_ref or f"ce:{event_id}"
@@ -48,21 +33,21 @@ def inbound_key(message: InboundSubmission, event_id: str) -> str:
 
 def triage(
     record: ConsumerRecord[bytes, bytes], *, reference: Reference, max_text_chars: int
-) -> Pending | Rejected:
+) -> Pending | Reject:
     """Decide what one inbound record becomes."""
     try:
         envelope = decode(value=record.value, headers=record.headers, key=record.key)
     except DecodeError as exc:
-        return Rejected(record, exc.reason, exc.detail)
+        return Reject(record, exc.reason, exc.detail)
     message = envelope.data
     if not isinstance(message, InboundSubmission):
-        return Rejected(record, "unexpected_type", envelope.type)
+        return Reject(record, "unexpected_type", envelope.type)
     if message.submitted_by not in reference.agency_codes:
-        return Rejected(record, "unknown_agency", message.submitted_by)
+        return Reject(record, "unknown_agency", message.submitted_by)
     try:
         check_submission(submission=message, reference=reference, max_text_chars=max_text_chars)
     except InvalidInputError as exc:
-        return Rejected(record, exc.reason, str(exc.detail))
+        return Reject(record, exc.reason, str(exc.detail))
     return Pending(
         submission=message,
         agency=message.submitted_by,
@@ -71,7 +56,7 @@ def triage(
 
 
 class InboundConsumer:
-    """getmany batches; produce (and dead-letter) first, commit offsets after."""
+    """The consumer kit over the inbound submissions topic; produce first, commit after."""
 
     def __init__(
         self,
@@ -80,110 +65,72 @@ class InboundConsumer:
         reference: Reference,
         publisher: Publisher,
         store: IdempotencyStore,
+        cipher: PiiCipher,
         metrics: IngestMetrics,
     ) -> None:
         self.settings = settings
         self.reference = reference
         self.publisher = publisher
         self.store = store
+        self.cipher = cipher
         self.metrics = metrics
-        self.consumer: AIOKafkaConsumer | None = None
+        self.kit = ConsumerKit(
+            name="ingest",
+            topics=[TOPIC],
+            group_id=settings.consumer_group,
+            settings=settings,
+            policy=settings,
+            handler=self.handle,
+            producer=lambda: publisher.producer,
+            metrics=metrics.service,
+            transient=(UnavailableError,),
+        )
 
     @property
     def ready(self) -> bool:
         """True once the consumer is started."""
-        return self.consumer is not None
+        return self.kit.started
+
+    def problem(self) -> str | None:
+        """Why the consumer counts as stuck, or None."""
+        return self.kit.problem()
 
     async def run(self) -> None:
         """Consume until cancelled; survives broker and database outages."""
         await self.publisher.wait_started()
-        while self.consumer is None:
-            consumer = AIOKafkaConsumer(
-                TOPIC,
-                **consumer_kwargs(self.settings),
-                group_id=self.settings.consumer_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=3_000,
-                max_poll_records=self.settings.consumer_batch_size,
-            )
-            try:
-                await consumer.start()
-            except (KafkaError, OSError) as exc:
-                log.warning("consumer_start_failed", error=str(exc))
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
-                await asyncio.sleep(1.0)
-                continue
-            self.consumer = consumer
         try:
-            while True:
-                batches = await self.consumer.getmany(
-                    timeout_ms=500, max_records=self.settings.consumer_batch_size
-                )
-                await record_consumer_lag(self.metrics.service, self.consumer)
-                records = [r for part in batches.values() for r in part]
-                if not records:
-                    continue
-                started = time.perf_counter()
-                try:
-                    await self.process(records)
-                    await self.consumer.commit()
-                    per_record = (time.perf_counter() - started) / len(records)
-                    for _ in records:
-                        self.metrics.service.processing.labels(TOPIC).observe(per_record)
-                except (UnavailableError, KafkaError) as exc:
-                    # Nothing committed: read the batch again once the outage is over.
-                    log.warning("inbound_batch_retry", error=str(exc), records=len(records))
-                    await asyncio.sleep(1.0)
-                    with contextlib.suppress(KafkaError):
-                        await self.consumer.seek_to_committed()
+            await self.kit.run()
         finally:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(self.consumer.stop(), 10.0)
-            self.consumer = None
+            await self.kit.stop()
 
-    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Emit `received` for valid records, dead-letter the others."""
+    async def handle(self, records: Sequence[Raw]) -> list[Reject]:
+        """Emit `received` for valid records, reject the others."""
         service = self.metrics.service
-        accepted: list[tuple[ConsumerRecord[bytes, bytes], Pending]] = []
-        rejected: list[Rejected] = []
+        accepted: list[tuple[Raw, Pending]] = []
+        rejected: list[Reject] = []
         for record in records:
             outcome = triage(
                 record, reference=self.reference, max_text_chars=self.settings.max_text_chars
             )
-            if isinstance(outcome, Rejected):
+            if isinstance(outcome, Reject):
                 rejected.append(outcome)
             else:
                 accepted.append((record, outcome))
         if accepted:
             outcomes = await submit_many(
-                items=[p for _, p in accepted], publisher=self.publisher, store=self.store
+                items=[p for _, p in accepted],
+                publisher=self.publisher,
+                store=self.store,
+                cipher=self.cipher,
             )
             for (record, _), result in zip(accepted, outcomes, strict=True):
                 if result.id is None:
                     reason = result.error or "rejected"
-                    rejected.append(Rejected(record, reason, result.detail or ""))
+                    rejected.append(Reject(record, reason, result.detail or ""))
                 else:
                     self.metrics.count("duplicate" if result.duplicate else "accepted")
                     service.consumed.labels(TOPIC, "accepted").inc()
-        producer = self.publisher.producer
         for item in rejected:
-            if producer is None:
-                raise UnavailableError("broker_unavailable", "producer not connected")
-            log.info("inbound_dead_lettered", reason=item.reason, offset=item.record.offset)
-            await dead_letter(
-                producer,
-                metrics=service,
-                reason=item.reason,
-                detail=item.detail,
-                topic=item.record.topic,
-                partition=item.record.partition,
-                offset=item.record.offset,
-                key=item.record.key,
-                value=item.record.value,
-                headers=item.record.headers,
-            )
+            log.info("inbound_rejected", reason=item.reason, offset=item.record.offset)
             self.metrics.count("rejected")
-            service.consumed.labels(TOPIC, "dead_lettered").inc()
+        return rejected

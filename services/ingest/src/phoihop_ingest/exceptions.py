@@ -47,7 +47,7 @@ class PayloadTooLargeError(IngestError):
 
 
 class UnsupportedMediaTypeError(IngestError):
-    """The bulk import format is not recognised."""
+    """The body's media type (or the bulk import format) is not supported."""
 
     status = 415
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -27,20 +24,17 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
-    event,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from phoihop_common import db as db_kit
 from phoihop_ingest.exceptions import StoreUnavailableError
+from phoihop_schemas.codec import MAX_KEY_CHARS, submission_id
 from phoihop_schemas.events import Submission
 
-ID_NAMESPACE = uuid.UUID("0b6f5a3e-2c7d-4e41-8f0a-696e67657374")
-MAX_KEY_CHARS = 200
+VERSION_TABLE = "alembic_version_ingest"
 _CHUNK = 500
 
 metadata = MetaData()
@@ -78,35 +72,14 @@ class Claim:
 
 
 def recommendation_id(*, agency: str, key: str) -> str:
-    """Deterministic id of a keyed submission."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{agency}\x1f{key}"))
+    """Id of the recommendation an agency submits under `key` (see `codec.submission_id`)."""
+    return submission_id(agency=agency, key=key)
 
 
 def body_hash(submission: Submission) -> str:
     """Stable hash of a validated submission."""
     canonical = json.dumps(submission.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def make_engine(url: str) -> Engine:
-    """Engine for SQLite or PostgreSQL (psycopg 3 whatever the URL names)."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
 class IdempotencyStore:
@@ -117,21 +90,16 @@ class IdempotencyStore:
         self.ready = False
 
     def create_schema(self) -> None:
-        """Create the table if missing."""
+        """Bring the schema to the newest revision (Alembic, `alembic_version_ingest`)."""
         try:
-            metadata.create_all(self.engine)
+            db_kit.migrate(self.engine, package="phoihop_ingest")
         except SQLAlchemyError as exc:
             raise StoreUnavailableError("database_unavailable", str(exc)[:300]) from exc
         self.ready = True
 
     def ping(self) -> bool:
         """True when the database answers."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except SQLAlchemyError:
-            return False
+        return db_kit.ping(self.engine)
 
     def claim(self, claims: Sequence[Claim]) -> dict[tuple[str, str], ClaimState]:
         """Claim keys (first use inserts `pending`); the state of each key decides what to do."""

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from phoihop_common import access
 from phoihop_common.config import Reference
 from phoihop_ingest.exceptions import ForbiddenError, InvalidInputError, NotFoundError
 from phoihop_ingest.validation import errors_of, reason_of
@@ -60,15 +61,19 @@ class CloseBody(_Body):
     reason: Annotated[NfcStr | None, Field(default=None, max_length=2000)] = None
 
 
-# URL segment -> (action, body model, who may do it: "assignee" or a role)
+_SEGMENTS: dict[str, tuple[ResponseAction, type[_Body]]] = {
+    "answer": (ResponseAction.ANSWER, AnswerBody),
+    "accept": (ResponseAction.ACCEPT, AcceptBody),
+    "decline": (ResponseAction.DECLINE, ReasonBody),
+    "extension": (ResponseAction.REQUEST_EXTENSION, ReasonBody),
+    "classify": (ResponseAction.CLASSIFY, ClassifyBody),
+    "close": (ResponseAction.CLOSE, CloseBody),
+    "reopen": (ResponseAction.REOPEN, ReasonBody),
+}
+# URL segment -> (action, body model, who may do it: "assignee" or a role, from the policy)
 ACTIONS: dict[str, tuple[ResponseAction, type[_Body], str]] = {
-    "answer": (ResponseAction.ANSWER, AnswerBody, "assignee"),
-    "accept": (ResponseAction.ACCEPT, AcceptBody, "assignee"),
-    "decline": (ResponseAction.DECLINE, ReasonBody, "assignee"),
-    "extension": (ResponseAction.REQUEST_EXTENSION, ReasonBody, "assignee"),
-    "classify": (ResponseAction.CLASSIFY, ClassifyBody, "triage"),
-    "close": (ResponseAction.CLOSE, CloseBody, "supervisor"),
-    "reopen": (ResponseAction.REOPEN, ReasonBody, "supervisor"),
+    segment: (action, model, access.responder(action))
+    for segment, (action, model) in _SEGMENTS.items()
 }
 
 
@@ -99,23 +104,24 @@ def parse_body(*, segment: str, payload: Any, reference: Reference, max_text_cha
 
 def check_role(*, segment: str, caller: str, reference: Reference) -> None:
     """Role-restricted actions: 403 `forbidden_role` when the caller lacks the role."""
-    _action, _model, who = ACTIONS[segment]
-    if who == "assignee":
+    action, _model, who = ACTIONS[segment]
+    if who == access.ASSIGNEE:
         return
-    try:
-        roles = reference.agency(caller).role
-    except KeyError:
-        roles = ()
-    if who not in roles:
+    if not access.may_respond(reference, agency=caller, action=action, assignee=None):
         raise ForbiddenError("forbidden_role", f"{segment} needs the {who} role; {caller} lacks it")
 
 
-def check_assignee(*, segment: str, caller: str, status: Mapping[str, Any]) -> None:
+def check_assignee(
+    *, segment: str, caller: str, status: Mapping[str, Any], reference: Reference
+) -> None:
     """Assignee-only actions: 403 `not_assignee` unless audit names the caller as assignee."""
-    _action, _model, who = ACTIONS[segment]
-    if who == "assignee" and status.get("agency") != caller:
+    action, _model, who = ACTIONS[segment]
+    assignee = status.get("agency")
+    if who != access.ASSIGNEE:
+        return
+    if not access.may_respond(reference, agency=caller, action=action, assignee=assignee):
         raise ForbiddenError(
-            "not_assignee", f"recommendation is assigned to {status.get('agency') or 'nobody yet'}"
+            "not_assignee", f"recommendation is assigned to {assignee or 'nobody yet'}"
         )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from phoihop_common.logs import get_logger
+from phoihop_common.pii import PiiCipher, seal_reporter
 from phoihop_ingest.exceptions import StoreUnavailableError
 from phoihop_ingest.idempotency import (
     Claim,
@@ -47,8 +48,11 @@ class Outcome:
     detail: str | None = None
 
 
-def received_event(*, rec_id: str, submission: Submission, agency: str, now: datetime) -> Received:
-    """The `received` event of a submission (sequence 1)."""
+def received_event(
+    *, rec_id: str, submission: Submission, agency: str, now: datetime, cipher: PiiCipher
+) -> Received:
+    """The `received` event of a submission (sequence 1), its reporter encrypted."""
+    reporter = submission.reporter
     return Received(
         recommendation_id=rec_id,
         sequence=1,
@@ -58,14 +62,16 @@ def received_event(*, rec_id: str, submission: Submission, agency: str, now: dat
         locality=submission.locality,
         text=submission.text,
         submitted_at=submission.submitted_at,
-        reporter=submission.reporter,
+        reporter=seal_reporter(reporter, recommendation_id=rec_id, cipher=cipher)
+        if reporter is not None
+        else None,
         source_ref=submission.source_ref,
         submitted_by=agency,
     )
 
 
 async def submit_many(
-    *, items: Sequence[Pending], publisher: Publisher, store: IdempotencyStore
+    *, items: Sequence[Pending], publisher: Publisher, store: IdempotencyStore, cipher: PiiCipher
 ) -> list[Outcome]:
     """Put submissions on the bus; outcomes in input order. Raises UnavailableError."""
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -115,7 +121,11 @@ async def submit_many(
     records = [
         encode(
             received_event(
-                rec_id=rec_id, submission=items[i].submission, agency=items[i].agency, now=now
+                rec_id=rec_id,
+                submission=items[i].submission,
+                agency=items[i].agency,
+                now=now,
+                cipher=cipher,
             ),
             source=SOURCE,
             time=now,

@@ -25,12 +25,19 @@ _FIELD_REASONS: dict[str, str] = {
     "category": "unknown_category",
     "level": "unknown_level",
 }
+# Reasons the text policy puts at the start of its ValueError messages.
+_POLICY_REASONS = ("invalid_text", "invalid_submitted_at")
+
+
+def _printable(text: str) -> str:
+    # a field name or message may quote the input, lone surrogates included
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def errors_of(exc: ValidationError) -> list[dict[str, Any]]:
     """Compact, JSON-ready list of pydantic errors."""
     return [
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+        {"field": _printable(".".join(str(p) for p in e["loc"])), "message": _printable(e["msg"])}
         for e in exc.errors(include_url=False)[:10]
     ]
 
@@ -40,6 +47,12 @@ def reason_of(exc: ValidationError) -> str:
     first = exc.errors(include_url=False)[0]
     field = str(first["loc"][0]) if first["loc"] else ""
     kind = first["type"]
+    if kind == "string_unicode":  # pydantic's own refusal of lone surrogates, keys included
+        return "invalid_text"
+    if kind == "value_error":
+        policy = str(first.get("ctx", {}).get("error", "")).partition(":")[0]
+        if policy in _POLICY_REASONS:
+            return policy
     if kind == "extra_forbidden":
         return "unknown_field"
     if kind == "missing":

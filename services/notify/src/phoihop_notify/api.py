@@ -6,8 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from phoihop_common.auth import API_KEY_HEADER
@@ -17,6 +17,7 @@ from phoihop_notify.exceptions import InvalidSubscriptionError, ScopeNotAllowedE
 from phoihop_notify.matching import JURISDICTION_ROLES, Scope
 from phoihop_notify.runtime import Runtime
 from phoihop_notify.ssrf import check_url
+from phoihop_schemas.textpolicy import check_text
 
 router = APIRouter(prefix="/v1")
 
@@ -57,6 +58,9 @@ def current_agency(
 
 
 AgencyDep = Annotated[str, Depends(current_agency)]
+# Ids are at most 64 characters and never hold control characters (PostgreSQL refuses NUL).
+Id = Annotated[str, Path(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Description = Annotated[str, AfterValidator(check_text), Field(max_length=500)]
 
 
 class _In(BaseModel):
@@ -69,7 +73,7 @@ class SubscriptionIn(_In):
     url: Annotated[str, Field(min_length=1, max_length=2000)]
     event_types: list[str] = Field(default_factory=list, description="[] = every event type")
     scope: Scope = Scope.ADDRESSED
-    description: Annotated[str | None, Field(max_length=500)] = None
+    description: Description | None = None
 
 
 class SubscriptionPatch(_In):
@@ -78,7 +82,7 @@ class SubscriptionPatch(_In):
     url: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
     event_types: list[str] | None = None
     scope: Scope | None = None
-    description: Annotated[str | None, Field(max_length=500)] = None
+    description: Description | None = None
     enabled: bool | None = None
 
 
@@ -130,7 +134,7 @@ async def list_subscriptions(agency: AgencyDep, runtime: RuntimeDep) -> dict[str
 
 @router.get("/subscriptions/{subscription_id}")
 async def get_subscription(
-    subscription_id: str, agency: AgencyDep, runtime: RuntimeDep
+    subscription_id: Id, agency: AgencyDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """One of the caller's endpoints."""
     return await asyncio.to_thread(
@@ -140,7 +144,7 @@ async def get_subscription(
 
 @router.patch("/subscriptions/{subscription_id}")
 async def update_subscription(
-    subscription_id: str, body: SubscriptionPatch, agency: AgencyDep, runtime: RuntimeDep
+    subscription_id: Id, body: SubscriptionPatch, agency: AgencyDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Change an endpoint; `enabled: true` re-enables a disabled one."""
     changes = body.model_dump(exclude_unset=True)
@@ -162,7 +166,7 @@ async def update_subscription(
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
-async def delete_subscription(subscription_id: str, agency: AgencyDep, runtime: RuntimeDep) -> None:
+async def delete_subscription(subscription_id: Id, agency: AgencyDep, runtime: RuntimeDep) -> None:
     """Delete an endpoint; its pending deliveries are cancelled."""
     await asyncio.to_thread(
         store.delete_subscription,
@@ -175,7 +179,7 @@ async def delete_subscription(subscription_id: str, agency: AgencyDep, runtime: 
 
 @router.post("/subscriptions/{subscription_id}/rotate-secret")
 async def rotate_secret(
-    subscription_id: str,
+    subscription_id: Id,
     agency: AgencyDep,
     runtime: RuntimeDep,
     overlap_seconds: Annotated[int, Query(ge=0, le=30 * 86_400)] = 86_400,
@@ -226,7 +230,7 @@ async def replay_since(agency: AgencyDep, runtime: RuntimeDep, since: datetime) 
 
 
 @router.post("/deliveries/{delivery_id}/replay", status_code=202)
-async def replay_one(delivery_id: str, agency: AgencyDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def replay_one(delivery_id: Id, agency: AgencyDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Send one message again (same `webhook-id`)."""
     result = await asyncio.to_thread(
         store.replay_one, runtime.engine, agency=agency, delivery_id=delivery_id, now=_now()

@@ -8,8 +8,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from phoihop_common.http import install as install_security_headers
 from phoihop_common.metrics import metrics_response
 from phoihop_notify.api import ApiError, error_response, router
 from phoihop_notify.channels import Channel
@@ -19,6 +21,7 @@ from phoihop_notify.runtime import Runtime
 from phoihop_notify.settings import NotifySettings
 
 STATUS = {NotFoundError: 404, ScopeNotAllowedError: 403}
+HTTP_REASONS = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}
 
 
 def create_app(
@@ -38,6 +41,7 @@ def create_app(
 
     app = FastAPI(title="phoihop notify", version="1", lifespan=lifespan)
     app.middleware("http")(metrics.service.http_middleware)
+    install_security_headers(app, metrics_token=settings.metrics_token)
     app.include_router(router)
 
     @app.exception_handler(ApiError)
@@ -50,8 +54,18 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail: Any = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-        return error_response(422, "invalid_request", detail)
+        errors = exc.errors()
+        detail: Any = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
+        bad_json = any(e.get("type") == "json_invalid" for e in errors)
+        return error_response(422, "invalid_json" if bad_json else "invalid_request", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own 400 is a body it could not parse (bad UTF-8, too deeply nested...).
+        reason = HTTP_REASONS.get(exc.status_code, "http_error")
+        response = error_response(exc.status_code, reason, exc.detail)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -7,8 +7,12 @@ from typing import Any
 
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
 
+from phoihop_common.config import Reference
+from phoihop_common.pii import PiiCipher, PiiDecryptError, open_reporter
 from phoihop_notify.matching import redact
+from phoihop_schemas.events import EncryptedReporter
 
 _FORMAT = JSONFormat()
 
@@ -52,12 +56,35 @@ def envelope_attributes(
     return attrs
 
 
-def cloudevent_body(*, attributes: dict[str, Any], data: dict[str, Any], viewer: str) -> bytes:
+def cloudevent_body(
+    *,
+    attributes: dict[str, Any],
+    data: dict[str, Any],
+    viewer: str,
+    cipher: PiiCipher,
+    reference: Reference,
+) -> bytes:
     """Structured-mode JSON CloudEvent with the data `viewer` may see."""
     attrs = dict(attributes)
     if isinstance(attrs.get("time"), str):
         attrs["time"] = datetime.fromisoformat(attrs["time"])
-    return _FORMAT.write(CloudEvent(attrs, redact(data, viewer=viewer)))
+    visible = redact(data, viewer=viewer, reference=reference)
+    return _FORMAT.write(CloudEvent(attrs, reveal(visible, cipher=cipher)))
+
+
+def reveal(data: dict[str, Any], *, cipher: PiiCipher) -> dict[str, Any]:
+    """Data with the encrypted reporter that `redact` left in decrypted (PiiDecryptError)."""
+    stored = data.get("reporter")
+    if stored is None:
+        return data
+    try:
+        sealed = EncryptedReporter.model_validate(stored)
+    except ValidationError as exc:
+        raise PiiDecryptError("the stored reporter is not encrypted") from exc
+    reporter = open_reporter(
+        sealed, recommendation_id=str(data.get("recommendation_id")), cipher=cipher
+    )
+    return {**data, "reporter": reporter.model_dump(mode="json")}
 
 
 def summary(*, event_type: str, recommendation_id: str) -> str:

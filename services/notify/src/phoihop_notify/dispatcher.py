@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from phoihop_common.config import Reference
 from phoihop_common.logs import get_logger
+from phoihop_common.pii import PiiCipher
 from phoihop_notify import store
 from phoihop_notify.bodies import cloudevent_body, summary
 from phoihop_notify.channels import Channel, Message, Target
@@ -89,8 +91,12 @@ class Dispatcher:
         metrics: NotifyMetrics,
         contacts: Mapping[str, tuple[str, ...]],
         on_outcome: Callable[[], None],
+        cipher: PiiCipher,
+        reference: Reference,
     ) -> None:
         self.settings = settings
+        self.cipher = cipher
+        self.reference = reference  # the access policy decides who gets the reporter
         self.engine = engine
         self.channels = channels
         self.metrics = metrics
@@ -231,7 +237,13 @@ class Dispatcher:
             id=due.id,
             event_type=due.event_type,
             recommendation_id=due.recommendation_id,
-            body=cloudevent_body(attributes=due.attributes, data=due.data, viewer=due.agency),
+            body=cloudevent_body(
+                attributes=due.attributes,
+                data=due.data,
+                viewer=due.agency,
+                cipher=self.cipher,
+                reference=self.reference,
+            ),
             summary=summary(event_type=due.event_type, recommendation_id=due.recommendation_id),
         )
         started = time.perf_counter()

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from phoihop_common import access
+from phoihop_common.config import Reference
+
 
 class Scope(StrEnum):
     """How far a subscription reaches."""
@@ -43,9 +46,11 @@ def matching(
     return [f for f in filters if matches(f, event_type=event_type, addressees=addressees)]
 
 
-def redact(data: Mapping[str, Any], *, viewer: str) -> dict[str, Any]:
-    """Event data as `viewer` may see it: the reporter only for the submitting agency."""
+def redact(data: Mapping[str, Any], *, viewer: str, reference: Reference) -> dict[str, Any]:
+    """Event data as `viewer` may see it: the reporter only where the access policy allows."""
     out = dict(data)
-    if out.get("reporter") is not None and out.get("submitted_by") != viewer:
+    if out.get("reporter") is not None and not access.may_read_reporter_of_event(
+        reference, agency=viewer, data=out
+    ):
         out["reporter"] = None
     return out

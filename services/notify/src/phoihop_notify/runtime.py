@@ -15,6 +15,7 @@ from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, load_reference
 from phoihop_common.kafka import ensure_topics, producer_kwargs
 from phoihop_common.logs import get_logger
+from phoihop_common.pii import load_pii_cipher
 from phoihop_notify import store
 from phoihop_notify.channels import Channel, EmailChannel, WebhookChannel
 from phoihop_notify.config import load_subscriptions
@@ -49,9 +50,15 @@ class Runtime:
     ) -> Runtime:
         """Migrate, seed config subscriptions, connect to Kafka and start the loops."""
         config_dir = settings.resolved_config_dir
+        cipher = load_pii_cipher(
+            settings,
+            service="notify",
+            production=settings.environment == "production",
+            dev_dir=settings.pii_dev_dir,
+        )
         reference = load_reference(config_dir)
         subs = load_subscriptions(config_dir, reference=reference)
-        api_keys = ApiKeys.load(config_dir / "api_keys.yaml")
+        api_keys = ApiKeys.load(settings.api_keys_path())
         engine = store.make_engine(settings.database_url)
         await asyncio.to_thread(store.migrate, engine)
         seeded = await asyncio.to_thread(store.seed, engine, config=subs, now=datetime.now(UTC))
@@ -83,6 +90,8 @@ class Runtime:
             metrics=metrics,
             contacts=subs.contacts,
             on_outcome=publisher.wake,
+            cipher=cipher,
+            reference=reference,
         )
         consumer = EventConsumer(
             settings=settings,
@@ -123,6 +132,9 @@ class Runtime:
             return False, "a background loop stopped"
         if not self.consumer.assigned:
             return False, "consumer has no partitions yet"
+        problem = self.consumer.kit.problem()
+        if problem is not None:
+            return False, f"consumer stuck: {problem}"
         if not await asyncio.to_thread(store.ping, self.engine):
             return False, "database unreachable"
         return True, "ready"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from phoihop_common.config import default_config_dir
+from phoihop_common.consumer import ConsumerPolicy
 from phoihop_common.kafka import KafkaSettings
+from phoihop_common.pii import PiiSettings, dev_key_dir
+from phoihop_common.production import ProductionSettings
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -22,17 +25,17 @@ def _split(value: Any) -> Any:
     return value
 
 
-class NotifySettings(BaseSettings, KafkaSettings):
+class NotifySettings(BaseSettings, KafkaSettings, ConsumerPolicy, PiiSettings, ProductionSettings):
     """Everything notify reads from its environment."""
 
     model_config = SettingsConfigDict(env_prefix="PHOIHOP_NOTIFY_", extra="ignore")
 
     host: str = "127.0.0.1"
     port: int = 8082
+    environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///var/notify.db"
     config_dir: Path | None = None  # falls back to PHOIHOP_CONFIG_DIR / deploy/config
     consumer_group: str = "phoihop-notify"
-    fetch_max_wait_ms: int = 50
     log_level: str = "INFO"
     # CIDRs exempt from the refusal of private, loopback and link-local webhook targets.
     allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
@@ -56,6 +59,8 @@ class NotifySettings(BaseSettings, KafkaSettings):
     smtp_from: str = "phoihop@localhost"
     smtp_timeout: float = 15.0
 
+    production_secrets: ClassVar[tuple[str, ...]] = ("pii_key",)
+
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
@@ -78,6 +83,11 @@ class NotifySettings(BaseSettings, KafkaSettings):
         if isinstance(value, str) and value.replace(".", "", 1).isdigit():
             return timedelta(seconds=float(value))
         return value
+
+    @property
+    def pii_dev_dir(self) -> Path:
+        """Where the development PII key lives (shared with ingest and audit by `make run`)."""
+        return dev_key_dir(self.database_url)
 
     @property
     def resolved_config_dir(self) -> Path:

@@ -60,7 +60,7 @@ async def check_url(url: str, *, allowed: Sequence[Network]) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(
             parsed.host, port, type=socket.SOCK_STREAM
         )
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: not a valid IDNA name
         raise UrlNotAllowedError(f"host does not resolve: {parsed.host}") from exc
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     check_addresses(addresses, allowed=allowed)

@@ -8,32 +8,27 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
     Integer,
     Row,
     bindparam,
-    create_engine,
-    event,
     exists,
     func,
     insert,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from phoihop_common import db as db_kit
+from phoihop_common.db import make_engine as make_engine  # re-exported for callers
+from phoihop_common.db import ping as ping
 from phoihop_notify.config import (
     EMAIL_EVENT_TYPES,
     NAMESPACE,
@@ -50,45 +45,9 @@ PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cance
 # --------------------------------------------------------------------------- engine
 
 
-def make_engine(url: str) -> Engine:
-    """Engine for SQLite (WAL, busy timeout) or PostgreSQL."""
-    if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (version table `alembic_version_notify`)."""
-    cfg = Config()
-    cfg.set_main_option(
-        "script_location", str(resources.files("phoihop_notify").joinpath("migrations"))
-    )
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
-def ping(engine: Engine) -> bool:
-    """True when the database answers."""
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception:  # any driver error means "not ready"
-        return False
+    db_kit.migrate(engine, package="phoihop_notify")
 
 
 def new_secret() -> str:

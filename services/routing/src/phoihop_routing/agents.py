@@ -44,6 +44,20 @@ with `dlq_*` headers and a reason (`DecodeError.reason`, `not_assignee`,
 `unknown_recommendation`, `invalid_transition`, `answer_closed_case`, ...); the agents
 never crash on input.
 
+One record never stalls an agent (the consumer kit's policy, for faust): each record of
+every stage runs inside `Pipeline._guarded`. Any exception it raises (not only the known
+rejections) is caught; broker trouble is retried `record_attempts` times in process, and
+then, or for anything else, that record alone is dead-lettered (`internal_error`,
+`invalid_text` for text that cannot be encoded) with the exception in `dlq_detail`, and
+its neighbours proceed. In stage 3 each record's messages are all built (encoded) before
+any is sent, so a failing record sends nothing, and its state is not part of the batch's
+writes; a broker that refuses an acknowledgement for good dead-letters the record whose
+message it was and the batch is re-run without it, while acknowledgements that time out
+retry the whole batch (same event ids) and mark the stage stuck for readiness.
+Dead letters go through `phoihop_common.dlq.dead_letter_message`, which summarises
+oversized values, and a dead letter that cannot be sent is logged and counted, never
+raised. `Pipeline.problem` tells readiness when a stage is stuck or its agent crashed.
+
 Internal topics carry plain JSON objects `{"op": ..., ...}` with header
 `phoihop_internal: 1`; the canonical and inbound topics carry CloudEvents (binary mode).
 """
@@ -52,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -59,9 +74,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    NodeNotReadyError,
+)
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from phoihop_common.dlq import dead_letter_message
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import ServiceMetrics
 from phoihop_routing import duplicates
@@ -86,7 +109,7 @@ from phoihop_routing.lifecycle import (
     next_due,
 )
 from phoihop_routing.tables import compact_signature, iter_members, member_key
-from phoihop_schemas import codec
+from phoihop_schemas import codec, textpolicy
 from phoihop_schemas.events import Decision, Level, LifecycleEvent, Received, Response
 from phoihop_schemas.topics import (
     CANONICAL,
@@ -100,6 +123,41 @@ SOURCE = "/phoihop/routing"
 SERVICE = "routing"
 INTERNAL_HEADER = "phoihop_internal"
 log = get_logger(__name__)
+
+# Stages (the `stage` label of the error metrics) and the faust agent that runs each.
+STAGE_RECEIVED = "received"
+STAGE_DEDUP = "dedup"
+STAGE_CASES = "cases"
+AGENT_NAMES: dict[str, str] = {
+    STAGE_RECEIVED: "routing-received",
+    STAGE_DEDUP: "routing-dedup",
+    STAGE_CASES: "routing-cases",
+}
+
+# Broker trouble: the same work may succeed if tried again (the consumer kit's list).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    NodeNotReadyError,
+    ConnectionError,
+    TimeoutError,
+    asyncio.CancelledError,  # an acknowledgement cancelled under us (producer restarting)
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures of the broker rather than of the record (worth another attempt)."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Dead-letter reason of an unexpected exception raised while processing a record."""
+    if isinstance(exc, UnicodeError):
+        return "invalid_text"  # e.g. a lone surrogate that no UTF-8 encoder accepts
+    return "internal_error"
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -169,6 +227,8 @@ class RoutingMetrics:
     escalations: Counter
     reminders: Counter
     open_cases: Gauge
+    agent_errors: Counter
+    dead_letter_failures: Counter
 
     @classmethod
     def create(cls) -> RoutingMetrics:
@@ -182,6 +242,16 @@ class RoutingMetrics:
             escalations=Counter(f"{p}_escalations_total", "Escalations by level", ["level"]),
             reminders=Counter(f"{p}_reminders_total", "Reminders before a deadline"),
             open_cases=Gauge(f"{p}_open_cases", "Open cases on this worker's partitions"),
+            agent_errors=Counter(
+                f"{p}_agent_errors_total",
+                "Unexpected failures caught in an agent (record, acknowledgement or crash)",
+                ["stage"],
+            ),
+            dead_letter_failures=Counter(
+                f"{p}_dead_letter_failures_total",
+                "Dead letters that could not be sent (logged; the agent went on)",
+                ["topic"],
+            ),
         )
 
 
@@ -206,8 +276,8 @@ def parse_internal(record: Incoming) -> dict[str, Any]:
     if record.value is None:
         raise InternalMessageError("empty value")
     try:
-        payload = json.loads(record.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = textpolicy.loads(record.value)
+    except textpolicy.JsonPolicyError as exc:
         raise InternalMessageError(f"not JSON: {exc}") from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("op"), str):
         raise InternalMessageError("no op")
@@ -222,6 +292,26 @@ def classification_dict(c: Classification) -> dict[str, Any]:
         "agency": c.agency,
         "decision": c.decision.model_dump(mode="json"),
     }
+
+
+@dataclass
+class StageHealth:
+    """What readiness knows about one stage: last error, a batch being retried, a crash."""
+
+    last_error: str = ""
+    errors: int = 0
+    retrying_since: float | None = None
+    crashed_at: float | None = None
+    crash: str = ""
+
+    def problem(self, *, now: float, stuck_after: float, crash_window: float) -> str | None:
+        """None when healthy, else why the stage's agent counts as stuck."""
+        if self.retrying_since is not None and now - self.retrying_since > stuck_after:
+            waited = now - self.retrying_since
+            return f"retrying one batch for {waited:.0f} s: {self.last_error}"
+        if self.crashed_at is not None and now - self.crashed_at < crash_window:
+            return f"agent crashed {now - self.crashed_at:.0f} s ago: {self.crash}"
+        return None
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -245,28 +335,144 @@ class Pipeline:
     index_generation: int | None = None
     members: dict[str, DuplicateIndex] = field(default_factory=dict)
     bucket_generation: int | None = None
+    # the poison policy: attempts at one record when the broker fails, backoff, thresholds
+    record_attempts: int = 3
+    retry_backoff: float = 0.2
+    retry_backoff_max: float = 5.0
+    ack_timeout: float = 30.0
+    stuck_after: float = 30.0
+    crash_window: float = 60.0
+    health: dict[str, StageHealth] = field(
+        default_factory=lambda: {stage: StageHealth() for stage in AGENT_NAMES}
+    )
+
+    def __post_init__(self) -> None:
+        for stage, name in AGENT_NAMES.items():
+            health = self.health.setdefault(stage, StageHealth())
+            self.metrics.service.consumer_stuck.labels(name).set_function(
+                lambda h=health: 0.0 if self._stage_problem(h) is None else 1.0
+            )
+
+    # ---------------------------------------------------------------- health
+
+    def _stage_problem(self, health: StageHealth) -> str | None:
+        return health.problem(
+            now=time.monotonic(), stuck_after=self.stuck_after, crash_window=self.crash_window
+        )
+
+    def problem(self) -> str | None:
+        """Why readiness should fail (a stage stuck or recently crashed), or None."""
+        for stage, health in self.health.items():
+            problem = self._stage_problem(health)
+            if problem is not None:
+                return f"{AGENT_NAMES.get(stage, stage)}: {problem}"
+        return None
+
+    def record_error(self, stage: str, exc: BaseException) -> None:
+        """Count an unexpected failure of a stage and keep it as the stage's last error."""
+        health = self.health.setdefault(stage, StageHealth())
+        health.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        health.errors += 1
+        self.metrics.agent_errors.labels(stage).inc()
+
+    def record_crash(self, stage: str, exc: BaseException) -> None:
+        """An exception escaped an agent's body (faust restarts it; readiness says so)."""
+        self.record_error(stage, exc)
+        health = self.health[stage]
+        health.crashed_at = time.monotonic()
+        health.crash = health.last_error
+        log.error("agent_crashed", stage=stage, error=health.last_error, exc_info=exc)
 
     # ---------------------------------------------------------------- dead letters
 
-    async def dead_letter(self, record: Incoming, *, reason: str, detail: str) -> None:
-        """Send the original record with `dlq_*` headers to the dead-letter topic."""
-        extra = codec.dead_letter_headers(
+    async def dead_letter(self, record: Incoming, *, reason: str, detail: str) -> bool:
+        """Send the record (or its summary) with `dlq_*` headers to the dead-letter topic.
+
+        Never raises: a dead letter the broker does not take (after `record_attempts` tries
+        when the failure looks transient) is logged and counted, and False is returned.
+        """
+        message = dead_letter_message(
             reason=reason,
             detail=detail,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             service=SERVICE,
-        )
-        await self.outbox.send(
-            topic=DEAD_LETTER.name,
             key=record.key,
-            value=record.value or b"",
-            headers=[*record.headers, *extra],
+            value=record.value,
+            headers=record.headers,
         )
+        for attempt in range(1, self.record_attempts + 1):
+            try:
+                ack = await self.outbox.send(
+                    topic=DEAD_LETTER.name,
+                    key=message.key,
+                    value=message.value,
+                    headers=message.headers,
+                )
+                # shielded: faust's future must not be cancelled under its producer
+                await asyncio.wait_for(asyncio.shield(ack), self.ack_timeout)
+            except Exception as exc:
+                if is_transient(exc) and attempt < self.record_attempts:
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                self.metrics.dead_letter_failures.labels(record.topic).inc()
+                log.error(
+                    "dead_letter_failed",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=reason,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
+                return False
+            break
         self.metrics.service.dead_lettered.labels(record.topic, reason).inc()
         self.metrics.service.consumed.labels(record.topic, "dead_lettered").inc()
-        log.warning("dead_lettered", topic=record.topic, reason=reason, detail=detail[:300])
+        log.warning(
+            "dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            detail=detail[:300],
+        )
+        return True
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.retry_backoff_max, self.retry_backoff * 2 ** (attempt - 1)))
+
+    async def _guarded(
+        self, stage: str, record: Incoming, work: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Run one record's processing: True if processed, False if dead-lettered.
+
+        Whatever `work` raises stays here: broker trouble is retried `record_attempts`
+        times, anything else (or still failing) dead-letters this record alone.
+        """
+        for attempt in range(1, self.record_attempts + 1):
+            try:
+                return await work()
+            except Exception as exc:
+                self.record_error(stage, exc)
+                if is_transient(exc) and attempt < self.record_attempts:
+                    name = AGENT_NAMES.get(stage, stage)
+                    self.metrics.service.consumer_retries.labels(name, "record").inc()
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                log.error(
+                    "record_failed",
+                    stage=stage,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    exc_info=exc,
+                )
+                await self.dead_letter(
+                    record, reason=failure_reason(exc), detail=f"{stage}: {exc!r}"
+                )
+                return False
+        return False  # not reached: the last attempt returns or dead-letters
 
     async def _send_internal(self, *, topic: str, key: str, payload: Mapping[str, Any]) -> Any:
         value, headers = internal(payload)
@@ -278,18 +484,21 @@ class Pipeline:
 
     async def on_received(self, record: Incoming) -> None:
         """Stage 1: decode and classify a received event, send the candidate to its bucket."""
+        await self._guarded(STAGE_RECEIVED, record, lambda: self._received(record))
+
+    async def _received(self, record: Incoming) -> bool:
         started = time.perf_counter()
         try:
             envelope = codec.decode(value=record.value, headers=record.headers, key=record.key)
         except codec.DecodeError as exc:
             await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
-            return
+            return False
         received = envelope.data
         if not isinstance(received, Received):
             await self.dead_letter(
                 record, reason="unexpected_type", detail=f"{envelope.type} on {record.topic}"
             )
-            return
+            return False
         try:
             classification = self.classifier.classify(
                 text=received.text, kind=received.kind, locality=received.locality
@@ -302,9 +511,10 @@ class Pipeline:
                 classification=classification,
             )
         except Exception as exc:  # the classifier's failure must not stop the partition
+            self.record_error(STAGE_RECEIVED, exc)
             log.exception("classification_failed", recommendation_id=received.recommendation_id)
             await self.dead_letter(record, reason="classification_failed", detail=repr(exc))
-            return
+            return False
         await self._send_internal(
             topic=ROUTING_DEDUP.name,
             key=bucket,
@@ -318,11 +528,15 @@ class Pipeline:
         )
         self.metrics.service.consumed.labels(record.topic, "ok").inc()
         self.metrics.service.processing.labels(record.topic).observe(time.perf_counter() - started)
+        return True
 
     # ---------------------------------------------------------------- stage 2
 
     async def on_dedup(self, record: Incoming) -> None:
         """Stage 2: duplicate verdict within one bucket; bucket membership updates."""
+        await self._guarded(STAGE_DEDUP, record, lambda: self._dedup(record))
+
+    async def _dedup(self, record: Incoming) -> bool:
         try:
             payload = parse_internal(record)
             op = payload["op"]
@@ -342,8 +556,9 @@ class Pipeline:
                 raise InternalMessageError(f"unknown op {op!r}")
         except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
             await self.dead_letter(record, reason="bad_internal_message", detail=str(exc))
-            return
+            return False
         self.metrics.service.consumed.labels(record.topic, "ok").inc()
+        return True
 
     def rebuild_buckets(self, *, generation: int | None) -> None:
         """Re-read the bucket-member table into the in-memory index (after a rebalance)."""
@@ -430,46 +645,96 @@ class Pipeline:
         together, and only then is each changed case written (to the changelog partition of
         the record that changed it). The offsets are committed after the batch, so a crash
         before the writes replays the whole batch against the old states and re-emits the
-        same event ids.
+        same event ids. A record that fails is dead-lettered alone (`_guarded`) and takes
+        no part in the writes; when acknowledgements fail, the batch is run again from the
+        old states (without the records dead-lettered meanwhile) until they all succeed.
         """
-        batch = _CaseBatch()
-        for record in records:
-            await self._case(record, batch)
-        if batch.acks:
-            await asyncio.gather(*batch.acks)  # durable before the state says they happened
+        done: set[int] = set()  # dead-lettered: not run again when the batch is re-run
+        attempt = 0
+        health = self.health[STAGE_CASES]
+        while True:
+            batch = _CaseBatch()
+            for index, record in enumerate(records):
+                if index in done:
+                    continue
+                work = functools.partial(self._case, record, batch, index=index)
+                ok = await self._guarded(STAGE_CASES, record, work)
+                if not ok:
+                    done.add(index)
+            failed = await batch.settle()  # durable before the state says they happened
+            if not failed:
+                break
+            attempt += 1
+            refused = {i: exc for i, exc in failed.items() if not is_transient(exc)}
+            for index, exc in sorted(refused.items()):
+                self.record_error(STAGE_CASES, exc)
+                await self.dead_letter(
+                    records[index], reason="produce_failed", detail=f"{STAGE_CASES}: {exc!r}"
+                )
+                done.add(index)
+            if not refused:
+                # the broker did not answer: nothing is wrong with the records, try them all again
+                first = next(iter(failed.values()))
+                self.record_error(STAGE_CASES, first)
+                if health.retrying_since is None:
+                    health.retrying_since = time.monotonic()
+                name = AGENT_NAMES[STAGE_CASES]
+                self.metrics.service.consumer_retries.labels(name, "transient").inc()
+                log.warning("acks_failed_retrying_batch", attempt=attempt, error=health.last_error)
+                await asyncio.sleep(self._backoff(attempt))
+        health.retrying_since = None
+        for event in batch.emitted:
+            self._count(event)
         for partition, state in batch.writes.values():
             _put(self.cases, state.recommendation_id, state.to_dict(), partition=partition)
             self._index(state)
 
-    async def _case(self, record: Incoming, batch: _CaseBatch) -> None:
+    async def _case(self, record: Incoming, batch: _CaseBatch, *, index: int) -> bool:
         started = time.perf_counter()
         try:
             rec_id, command = self._command(record)
         except codec.DecodeError as exc:
             await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
-            return
+            return False
         except RejectedError as exc:
             await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
-            return
+            return False
         except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
             await self.dead_letter(record, reason="bad_internal_message", detail=str(exc))
-            return
+            return False
+        state = batch.state(rec_id)
+        if state is None:
+            raw = self.cases.get(rec_id)
+            state = CaseState.from_dict(raw) if raw else None
         try:
-            state = batch.state(rec_id)
-            if state is None:
-                raw = self.cases.get(rec_id)
-                state = CaseState.from_dict(raw) if raw else None
             outcome = apply(state, command, policy=self.policy, now=self.clock())
         except RejectedError as exc:
             await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
-            return
-        except Exception as exc:  # a bug must not stop the partition: keep the record
-            log.exception("apply_failed", recommendation_id=rec_id)
-            await self.dead_letter(record, reason="internal_error", detail=repr(exc))
-            return
-        await self._publish(outcome, record=record, batch=batch)
+            return False
+        # everything is encoded before anything is sent: a record that fails sends nothing
+        messages = self._messages(outcome)
+        for message in messages:
+            ack = await self.outbox.send(
+                topic=message.topic, key=message.key, value=message.value, headers=message.headers
+            )
+            self.metrics.service.produced.labels(message.topic).inc()
+            batch.acks.append((index, ack))
+            if message.event is not None:
+                log.info(
+                    "emitted",
+                    event_type=type(message.event).event_name,
+                    recommendation_id=message.event.recommendation_id,
+                    sequence=message.event.sequence,
+                )
+        batch.emitted.extend(m.event for m in messages if m.event is not None)
+        if outcome.changed and outcome.state is not None:
+            batch.changed(
+                outcome.state.model_copy(update={"partition": record.partition}),
+                partition=record.partition,
+            )
         self.metrics.service.consumed.labels(record.topic, "ok").inc()
         self.metrics.service.processing.labels(record.topic).observe(time.perf_counter() - started)
+        return True
 
     def _command(self, record: Incoming) -> tuple[str, Command]:
         """The case a record is about and the command it carries."""
@@ -519,34 +784,20 @@ class Pipeline:
             )
         raise InternalMessageError(f"unknown op {op!r}")
 
-    async def _publish(self, outcome: Outcome, *, record: Incoming, batch: _CaseBatch) -> None:
-        for event in outcome.events:
-            batch.acks.append(await self._emit(event))
-        state = outcome.state
+    def _messages(self, outcome: Outcome) -> list[_Message]:
+        """The records an outcome sends: its events, then its effects' internal commands."""
+        out = [self._event_message(event) for event in outcome.events]
         for effect in outcome.effects:
-            ack = await self._effect(effect, state)
-            if ack is not None:
-                batch.acks.append(ack)
-        if outcome.changed and state is not None:
-            batch.changed(
-                state.model_copy(update={"partition": record.partition}),
-                partition=record.partition,
-            )
+            message = self._effect(effect, outcome.state)
+            if message is not None:
+                out.append(message)
+        return out
 
-    async def _emit(self, event: LifecycleEvent) -> Any:
-        name = type(event).event_name
+    @staticmethod
+    def _event_message(event: LifecycleEvent) -> _Message:
         rec = codec.encode(event, source=SOURCE)
-        topic = CANONICAL[name].name
-        fut = await self.outbox.send(topic=topic, key=rec.key, value=rec.value, headers=rec.headers)
-        self.metrics.service.produced.labels(topic).inc()
-        self._count(event)
-        log.info(
-            "emitted",
-            event_type=name,
-            recommendation_id=event.recommendation_id,
-            sequence=event.sequence,
-        )
-        return fut
+        topic = CANONICAL[type(event).event_name].name
+        return _Message(topic, rec.key, rec.value, list(rec.headers), event)
 
     def _count(self, event: LifecycleEvent) -> None:
         name = type(event).event_name
@@ -563,9 +814,9 @@ class Pipeline:
         elif name == "reminded":
             m.reminders.inc()
 
-    async def _effect(self, effect: Any, state: CaseState | None) -> Any:
+    def _effect(self, effect: Any, state: CaseState | None) -> _Message | None:
         if isinstance(effect, LinkCase):
-            return await self._send_internal(
+            return _Message.internal(
                 topic=ROUTING_COMMANDS.name,
                 key=effect.target,
                 payload={
@@ -577,7 +828,7 @@ class Pipeline:
             )
         if isinstance(effect, ShareAnswer):
             # keyed by the duplicate: its own partition emits its `answered` (lifecycle doc)
-            return await self._send_internal(
+            return _Message.internal(
                 topic=ROUTING_COMMANDS.name,
                 key=effect.target,
                 payload={
@@ -590,7 +841,7 @@ class Pipeline:
                 },
             )
         if isinstance(effect, LeaveBucket):
-            return await self._send_internal(
+            return _Message.internal(
                 topic=ROUTING_DEDUP.name,
                 key=effect.bucket,
                 payload={
@@ -614,7 +865,7 @@ class Pipeline:
                 locality=state.locality,
                 classification=classification,
             )
-            return await self._send_internal(
+            return _Message.internal(
                 topic=ROUTING_DEDUP.name,
                 key=bucket,
                 payload={"op": "join", "bucket": bucket, "signature": sig.to_dict()},
@@ -676,12 +927,41 @@ class Pipeline:
         return sent
 
 
+@dataclass(frozen=True)
+class _Message:
+    """One record stage 3 sends (built, encoded, before anything of its command is sent)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    event: LifecycleEvent | None = None
+
+    @classmethod
+    def internal(cls, *, topic: str, key: str, payload: Mapping[str, Any]) -> _Message:
+        """An internal command (plain JSON, `phoihop_internal` header)."""
+        value, headers = internal(payload)
+        return cls(topic, key.encode(), value, headers)
+
+
 @dataclass
 class _CaseBatch:
-    """What one stage-3 batch sent (acks to await) and the case states it leads to."""
+    """What one stage-3 batch sent (acks to await, by record) and the case states it leads to."""
 
-    acks: list[Any] = field(default_factory=list)
+    acks: list[tuple[int, Any]] = field(default_factory=list)
     writes: dict[str, tuple[int, CaseState]] = field(default_factory=dict)
+    emitted: list[LifecycleEvent] = field(default_factory=list)
+
+    async def settle(self) -> dict[int, BaseException]:
+        """Await every acknowledgement; the first failure of each record, by record index."""
+        if not self.acks:
+            return {}
+        results = await asyncio.gather(*(ack for _, ack in self.acks), return_exceptions=True)
+        failed: dict[int, BaseException] = {}
+        for (index, _), result in zip(self.acks, results, strict=True):
+            if isinstance(result, BaseException):
+                failed.setdefault(index, result)
+        return failed
 
     def state(self, rec_id: str) -> CaseState | None:
         """The state a case reached earlier in this batch (None: not touched yet)."""

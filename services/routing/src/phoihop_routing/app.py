@@ -16,7 +16,9 @@
   by the case agent co-partitioned with the `cases` changelog.
 - Web server on `host:port` (8083): `/healthz`, `/readyz` (200 once the worker joined the
   consumer group and table recovery is done, `worker_ready`; a worker that got no partition,
-  e.g. more workers than partitions, is ready too: it is a live standby), `/metrics`.
+  e.g. more workers than partitions, is ready too: it is a live standby; 503 with a `reason`
+  while an agent is dead or crashed in the last minute, or a stage has retried one batch
+  beyond `stuck_after`: `Routing.problem`), `/metrics`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ from faust.web import Request, Response, View
 from phoihop_common.config import Reference, load_reference
 from phoihop_common.kafka import KafkaSettings, ssl_context
 from phoihop_common.metrics import metrics_response
-from phoihop_routing.agents import Incoming, Pipeline, routing_metrics
+from phoihop_routing import web
+from phoihop_routing.agents import (
+    AGENT_NAMES,
+    STAGE_CASES,
+    STAGE_DEDUP,
+    STAGE_RECEIVED,
+    Incoming,
+    Pipeline,
+    routing_metrics,
+)
 from phoihop_routing.classify import Classifier
 from phoihop_routing.deadlines import WorkCalendar
 from phoihop_routing.escalation import Ladder, Superiors
@@ -137,6 +148,14 @@ class Routing:
         """Joined the group (with or without partitions) and table recovery done."""
         return worker_ready(self.app)
 
+    def problem(self) -> str | None:
+        """Why a started worker is not fit to run: an agent dead or crashed, a stage stuck."""
+        for agent in (self.received_agent, self.dedup_agent, self.case_agent):
+            problem = agent_problem(agent)
+            if problem is not None:
+                return problem
+        return self.pipeline.problem()
+
     def active_partitions(self) -> set[int]:
         """Partitions of the case topics this worker actively owns."""
         return {
@@ -164,6 +183,17 @@ def worker_ready(app: Any) -> bool:
         return bool(app.consumer.assignment())
     except ConsumerNotStarted:
         return False
+
+
+def agent_problem(agent: Any) -> str | None:
+    """Why a faust agent is not processing: one of its actors crashed or its task ended."""
+    for actor in list(getattr(agent, "_actors", ())):
+        if getattr(actor, "crashed", False):
+            return f"agent {agent.name} crashed: {getattr(actor, 'crash_reason', None)!r}"[:500]
+        task = getattr(actor, "actor_task", None)
+        if task is not None and task.done():
+            return f"agent {agent.name} is not running (its task ended)"
+    return None
 
 
 def create_app(
@@ -205,6 +235,7 @@ def create_app(
         web_port=settings.port,
         autodiscover=False,
     )
+    web.install(app.web, metrics_token=settings.metrics_token)
     metrics = routing_metrics()
 
     def raw_topic(*names: str) -> Any:
@@ -236,29 +267,43 @@ def create_app(
     def generation() -> int:
         return int(getattr(app, "consumer_generation_id", 0) or 0)
 
-    @app.agent(received_topic, name="routing-received")
+    # The pipeline's methods never raise on a record (see `agents`); an exception that still
+    # escapes a body is recorded for readiness before faust's supervisor sees it.
+    @app.agent(received_topic, name=AGENT_NAMES[STAGE_RECEIVED])
     async def received_agent(stream: Any) -> Any:
-        async for events in stream.take_events(batch_max, within=within):
-            for event in events:
-                await pipeline.on_received(Incoming.of(event.message))
-                await asyncio.sleep(0)  # CPU-bound: let the other stages run in between
-            yield len(events)
+        try:
+            async for events in stream.take_events(batch_max, within=within):
+                for event in events:
+                    await pipeline.on_received(Incoming.of(event.message))
+                    await asyncio.sleep(0)  # CPU-bound: let the other stages run in between
+                yield len(events)
+        except Exception as exc:
+            pipeline.record_crash(STAGE_RECEIVED, exc)
+            raise
 
-    @app.agent(dedup_topic, name="routing-dedup")
+    @app.agent(dedup_topic, name=AGENT_NAMES[STAGE_DEDUP])
     async def dedup_agent(stream: Any) -> Any:
-        async for events in stream.take_events(batch_max, within=within):
-            if pipeline.bucket_generation != generation():
-                pipeline.rebuild_buckets(generation=generation())
-            for event in events:
-                await pipeline.on_dedup(Incoming.of(event.message))
-                await asyncio.sleep(0)
-            yield len(events)
+        try:
+            async for events in stream.take_events(batch_max, within=within):
+                if pipeline.bucket_generation != generation():
+                    pipeline.rebuild_buckets(generation=generation())
+                for event in events:
+                    await pipeline.on_dedup(Incoming.of(event.message))
+                    await asyncio.sleep(0)
+                yield len(events)
+        except Exception as exc:
+            pipeline.record_crash(STAGE_DEDUP, exc)
+            raise
 
-    @app.agent(case_topics, name="routing-cases")
+    @app.agent(case_topics, name=AGENT_NAMES[STAGE_CASES])
     async def case_agent(stream: Any) -> Any:
-        async for events in stream.take_events(batch_max, within=within):
-            await pipeline.on_cases([Incoming.of(e.message) for e in events])
-            yield len(events)
+        try:
+            async for events in stream.take_events(batch_max, within=within):
+                await pipeline.on_cases([Incoming.of(e.message) for e in events])
+                yield len(events)
+        except Exception as exc:
+            pipeline.record_crash(STAGE_CASES, exc)
+            raise
 
     routing = Routing(
         app=app,
@@ -288,9 +333,12 @@ def create_app(
 
     @app.page("/readyz")
     async def readyz(self: View, request: Request) -> Response:
-        if routing.ready():
-            return self.json({"status": "ready"})
-        return self.json({"status": "starting"}, status=503)
+        if not routing.ready():
+            return self.json({"status": "starting"}, status=503)
+        problem = routing.problem()
+        if problem is not None:
+            return self.json({"status": "not_ready", "reason": problem}, status=503)
+        return self.json({"status": "ready"})
 
     @app.page("/metrics")
     async def metrics_page(self: View, request: Request) -> Response:

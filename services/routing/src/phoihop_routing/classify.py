@@ -66,6 +66,9 @@ class Classification:
     concepts: tuple[str, ...] = field(default=())
     # the matched rules of the chosen category only: what the concern is about
     field_concepts: tuple[str, ...] = field(default=())
+    # how the matter arrived: never changes the decision, but a denunciation (to_cao) is
+    # kept apart by duplicate detection (`duplicates.compare`)
+    kind: Kind | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,6 @@ class Classifier:
 
     def classify(self, *, text: str, kind: Kind, locality: str) -> Classification:
         """Category, level and agency of a text (kind never changes them, LABELING §5)."""
-        del kind
         mt = MatchText.of(text)
         scores = self._score_categories(mt)
         unplaced = self.rules.unplaced_category
@@ -128,7 +130,7 @@ class Classifier:
         khac_score = khac.total if khac else 0.0
         best = placed[0] if placed else None
         if best is None or best.total < 1.0 or best.total <= khac_score:
-            return self._unplaced(khac=khac, best=best, locality=locality)
+            return self._unplaced(khac=khac, best=best, locality=locality, kind=kind)
 
         runner_up = max(
             [s.total for s in placed[1:]] + [khac_score],
@@ -162,6 +164,7 @@ class Classifier:
             national_scope=national,
             concepts=tuple(sorted(h.rule.id for s in scores.values() for h in s.hits)),
             field_concepts=tuple(sorted(h.rule.id for h in best.hits)),
+            kind=kind,
         )
 
     def agency_for(self, *, category: str, level: Level, locality: str) -> str:
@@ -247,7 +250,12 @@ class Classifier:
         return level, f"level.weighed.{level.value}", conf, False, evidence
 
     def _unplaced(
-        self, *, khac: _CategoryScore | None, best: _CategoryScore | None, locality: str
+        self,
+        *,
+        khac: _CategoryScore | None,
+        best: _CategoryScore | None,
+        locality: str,
+        kind: Kind | None,
     ) -> Classification:
         code = self.rules.unplaced_category
         if khac is not None and khac.hits:
@@ -270,6 +278,7 @@ class Classifier:
                 evidence=tuple(evidence),
                 confidence=round(conf, 3),
             ),
+            kind=kind,
         )
 
 

@@ -18,18 +18,24 @@ own hamlet is often named next to the object. A different field or level makes m
 harder (higher bar), not impossible, so a duplicate classified slightly differently is
 still found.
 
+Denunciations (`to_cao`, Law on Denunciation 2018: the denouncer is kept secret) stand
+apart: a `to_cao` merges only into another `to_cao` of the same commune, and nothing else
+ever merges into a `to_cao` (a hard veto in `compare`, whatever the wording), so a merge
+never links a denunciation with a case that other bodies or submitters can follow. Their
+bucket is always their commune, never the national one.
+
 Buckets and partitions. Candidates are compared only within a bucket: `local:<commune>`,
 or `national` for a concern about a national rule or policy (the only kind of duplicate
-that may come from several communes, §6). The bucket depends on the locality and on the
-national-scope flag only - never on the category, nor on xa vs tinh - so two members of a
-group classified differently still meet. National roads stay local: a QL black spot is
-raised by the commune it crosses. The agents repartition each classified candidate by
-bucket key through an internal topic (key = bucket), so every candidate of a bucket is
-processed by the one worker owning that partition, in order; a faust table keyed by bucket
-(changelog-backed, co-partitioned with that topic) holds the signatures of the bucket's
-open cases. No cross-partition lookups or locks are needed, adding partitions scales out,
-and a hot bucket (the national one) is a single small list. Closing a case removes its
-signature from the bucket's entry.
+that may come from several communes, §6; never a denunciation). The bucket depends on the
+locality, the national-scope flag and whether it is a denunciation only - never on the
+category, nor on xa vs tinh - so two members of a group classified differently still meet.
+National roads stay local: a QL black spot is raised by the commune it crosses. The agents
+repartition each classified candidate by bucket key through an internal topic (key =
+bucket), so every candidate of a bucket is processed by the one worker owning that
+partition, in order; a faust table keyed by bucket (changelog-backed, co-partitioned with
+that topic) holds the signatures of the bucket's open cases. No cross-partition lookups or
+locks are needed, adding partitions scales out, and a hot bucket (the national one) is a
+single small list. Closing a case removes its signature from the bucket's entry.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ from typing import Any
 
 from phoihop_common.text import fold, nfc
 from phoihop_routing.classify import STOPWORDS, Classification
+from phoihop_routing.exceptions import RoutingError
 from phoihop_routing.textmatch import MatchText, fold_text, fold_word
-from phoihop_schemas.events import Decision
+from phoihop_schemas.events import Decision, Kind
 
-SIGNATURE_VERSION = "dup.2026.10.2"
+SIGNATURE_VERSION = "dup.2026.10.3"
 NATIONAL_BUCKET = "national"
+DENUNCIATION = Kind.TO_CAO.value
 # similarity needed to merge: same field and level, or not
 THRESHOLD = 0.3
 THRESHOLD_OTHER_FIELD = 0.45
@@ -222,6 +230,10 @@ _PERSON_TITLES_PLAIN = frozenset(["ong", "ba", "anh", "chi", "em", "chau"])
 _WORD = re.compile(r"[0-9A-Za-zÀ-ỹĐđ]+|[.;:!?\n]")
 
 
+class DenunciationMergeError(RoutingError):
+    """A merge that would join a denunciation with another kind or another commune."""
+
+
 @dataclass(frozen=True)
 class CaseSignature:
     """What duplicate detection keeps about one case (small, JSON-serialisable)."""
@@ -229,6 +241,7 @@ class CaseSignature:
     recommendation_id: str
     locality: str = ""
     bucket: str = ""
+    kind: str = ""  # "" (unknown, e.g. an older signature) never merges with a denunciation
     category: str = ""
     level: str = ""
     words: tuple[str, ...] = ()
@@ -245,6 +258,7 @@ class CaseSignature:
             "recommendation_id": self.recommendation_id,
             "locality": self.locality,
             "bucket": self.bucket,
+            "kind": self.kind,
             "category": self.category,
             "level": self.level,
             "words": list(self.words),
@@ -277,7 +291,7 @@ class Comparison:
 
 def bucket_key(*, locality: str, classification: Classification) -> str:
     """Partition key under which duplicates of this case are searched (see module doc)."""
-    if classification.national_scope:
+    if classification.national_scope and classification.kind is not Kind.TO_CAO:
         return NATIONAL_BUCKET
     return f"local:{locality}"
 
@@ -298,6 +312,7 @@ def signature(
         recommendation_id=recommendation_id,
         locality=locality,
         bucket=bucket_key(locality=locality, classification=classification),
+        kind=classification.kind.value if classification.kind is not None else "",
         category=classification.category,
         level=classification.level.value,
         words=tuple(sorted(set(content))),
@@ -310,7 +325,10 @@ def signature(
 
 
 def compare(a: CaseSignature, b: CaseSignature) -> Comparison:
-    """Similarity of two signatures in [0, 1], with hard constraints on identifiers."""
+    """Similarity of two signatures in [0, 1], with hard constraints on kind and identifiers."""
+    denunciation = denunciation_veto(a, b)
+    if denunciation is not None:
+        return Comparison(similarity=0.0, vetoed=True, evidence=(denunciation,))
     evidence: list[str] = []
     ids_a, ids_b = _by_type(a.identifiers), _by_type(b.identifiers)
     # a name in one text that is an identified object in the other: "Gò Mít sang Bến Lội"
@@ -530,7 +548,12 @@ class DuplicateIndex:
 
 
 def merge_decision(*, candidate: CaseSignature, case: CaseSignature) -> Decision:
-    """Explainable decision for a `Merged` event (rule, version, evidence, confidence)."""
+    """Explainable decision for a `Merged` event; a denunciation veto raises, never merges."""
+    veto = denunciation_veto(candidate, case)
+    if veto is not None:
+        raise DenunciationMergeError(
+            f"{candidate.recommendation_id} -> {case.recommendation_id}: {veto}"
+        )
     result = compare(candidate, case)
     return Decision(
         rule="duplicates.similarity",
@@ -548,6 +571,23 @@ _BOUND_MARGIN = 1e-3
 _MAX_CONCEPTS = 0.15
 _MAX_BONUS = 0.4
 _STATS_ATTR = "_dup_stats"
+
+
+def denunciation_veto(a: CaseSignature, b: CaseSignature) -> str | None:
+    """Why two signatures may never merge because one is (or may be) a denunciation."""
+    if not (_maybe_denunciation(a) or _maybe_denunciation(b)):
+        return None
+    if not (a.kind == b.kind == DENUNCIATION):
+        return f"denunciation never merges with another kind: {a.kind or '?'} vs {b.kind or '?'}"
+    if a.locality != b.locality:
+        return "denunciations of different communes"
+    return None
+
+
+def _maybe_denunciation(sig: CaseSignature) -> bool:
+    # a signature written before kinds were recorded (an open case in the changelog) may be
+    # one: nothing merges into it
+    return sig.kind == DENUNCIATION or (not sig.kind and sig.version != SIGNATURE_VERSION)
 
 
 def _index_keys(stats: _Stats) -> tuple[str, ...]:

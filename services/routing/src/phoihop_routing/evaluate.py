@@ -4,7 +4,9 @@ duplicate precision/recall on a labelled corpus (LABELING.md format).
 Each record goes, in file order, through the functions the agents call: classify ->
 bucket_key -> signature -> find_duplicate against the still-open cases of its bucket. A
 merged record joins its target's group; otherwise it opens a case. Pairs of records in the
-same final group are compared with the corpus' duplicate groups.
+same final group are compared with the corpus' duplicate groups. A labelled pair that the
+denunciation rule forbids merging (a `to_cao` with another kind or another commune,
+`duplicates.denunciation_veto`) is withheld: reported apart, not counted as missed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from pathlib import Path
 
 from phoihop_common.config import default_config_dir, load_reference
 from phoihop_routing.classify import Classifier
-from phoihop_routing.duplicates import CaseSignature, bucket_key, find_duplicate, signature
+from phoihop_routing.duplicates import (
+    CaseSignature,
+    bucket_key,
+    denunciation_veto,
+    find_duplicate,
+    signature,
+)
 from phoihop_schemas.events import Kind
 
 CORPUS_ENV = "PHOIHOP_EVAL_CORPUS"
@@ -65,10 +73,13 @@ class Report:
     duplicate_pairs_expected: int
     duplicate_pairs_found: int
     duplicate_pairs_correct: int
+    # labelled pairs the denunciation rule never merges (not in expected, precision, recall)
+    duplicate_pairs_withheld: int = 0
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     misclassified: list[dict[str, str]] = field(default_factory=list)
     wrong_pairs: list[list[str]] = field(default_factory=list)
     missed_pairs: list[list[str]] = field(default_factory=list)
+    withheld_pairs: list[list[str]] = field(default_factory=list)
 
 
 def default_corpus() -> Path:
@@ -186,7 +197,9 @@ def score(
                 }
             )
     predicted = _pairs((r.id, predictions[r.id].group) for r in records)
-    expected = _pairs((r.id, r.group) for r in records if r.group)
+    labelled = _pairs((r.id, r.group) for r in records if r.group)
+    withheld = _withheld(labelled, records)
+    expected = labelled - withheld
     correct = predicted & expected
     n = len(records) or 1
     return Report(
@@ -202,11 +215,22 @@ def score(
         duplicate_pairs_expected=len(expected),
         duplicate_pairs_found=len(predicted),
         duplicate_pairs_correct=len(correct),
+        duplicate_pairs_withheld=len(withheld),
         confusion={k: dict(v) for k, v in sorted(confusion.items())},
         misclassified=misclassified,
         wrong_pairs=[list(p) for p in sorted(predicted - expected)],
         missed_pairs=[list(p) for p in sorted(expected - predicted)],
+        withheld_pairs=[list(p) for p in sorted(withheld)],
     )
+
+
+def _withheld(pairs: set[tuple[str, str]], records: Sequence[Record]) -> set[tuple[str, str]]:
+    """Labelled pairs that the denunciation rule forbids merging."""
+    by_id = {
+        r.id: CaseSignature(recommendation_id=r.id, locality=r.locality, kind=r.kind.value)
+        for r in records
+    }
+    return {p for p in pairs if denunciation_veto(by_id[p[0]], by_id[p[1]]) is not None}
 
 
 def _pairs(members: Iterable[tuple[str, str | None]]) -> set[tuple[str, str]]:
@@ -229,6 +253,8 @@ def render(report: Report) -> str:
         f"recall {report.duplicate_recall:.3f} "
         f"({report.duplicate_pairs_correct} correct of {report.duplicate_pairs_found} found, "
         f"{report.duplicate_pairs_expected} expected pairs)",
+        f"withheld: {report.duplicate_pairs_withheld} labelled pairs join a denunciation with "
+        "another kind or commune (never merged, not counted)",
         "",
         "per category (expected: correct/total, mistaken for)",
     ]

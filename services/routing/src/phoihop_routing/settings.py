@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from phoihop_common.config import default_config_dir
 from phoihop_common.kafka import KafkaSettings
+from phoihop_common.production import ProductionSettings
 
 
-class Settings(BaseSettings, KafkaSettings):
+class Settings(BaseSettings, KafkaSettings, ProductionSettings):
     """Settings of the routing worker."""
 
     model_config = SettingsConfigDict(env_prefix="PHOIHOP_ROUTING_", extra="ignore")
@@ -38,6 +40,8 @@ class Settings(BaseSettings, KafkaSettings):
     batch_max: int = Field(default=500, ge=1)
     batch_within: float = Field(default=0.01, gt=0)
     log_level: str = "INFO"
+
+    reads_api_keys: ClassVar[bool] = False  # no agency calls routing
 
     def resolved_config_dir(self) -> Path:
         """`config_dir`, else `PHOIHOP_CONFIG_DIR`, else the checkout's deploy/config."""

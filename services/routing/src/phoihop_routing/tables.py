@@ -114,6 +114,7 @@ def compact_signature(data: dict[str, Any]) -> CaseSignature:
         recommendation_id=sig.recommendation_id,
         locality=sys.intern(sig.locality),
         bucket=sys.intern(sig.bucket),
+        kind=sys.intern(sig.kind),
         category=sys.intern(sig.category),
         level=sys.intern(sig.level),
         words=_interned(sig.words),

@@ -1,17 +1,8 @@
-"""Alembic environment: runs on the connection handed over by `phoihop_audit.db.migrate`."""
+"""Alembic environment: runs on the connection handed over by `phoihop_common.db.migrate`."""
 
 from __future__ import annotations
 
-from alembic import context
-
 from phoihop_audit.db import VERSION_TABLE, metadata
+from phoihop_common.db import run_migrations
 
-connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection,
-    target_metadata=metadata,
-    version_table=VERSION_TABLE,
-    render_as_batch=connection.dialect.name == "sqlite",
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations(metadata=metadata, version_table=VERSION_TABLE)
