@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 import uuid
@@ -246,26 +245,7 @@ def _kill_and_restart(stack: Stack, name: str) -> None:
     stack.wait_ready(services=(name,), timeout=READY_TIMEOUT)
 
 
-KNOWN_ISSUES_ENV = "PHOIHOP_TEST_KNOWN_ISSUES"
-
-
-@pytest.mark.parametrize(
-    "second",
-    [
-        "notify",
-        pytest.param(
-            "routing",
-            marks=pytest.mark.skipif(
-                not os.environ.get(KNOWN_ISSUES_ENV),
-                reason=(
-                    "known issue: a routing worker SIGKILLed while poison and a steady flow are "
-                    "in flight can lose a few `received` records on restart (faust-streaming "
-                    f"0.15.3 consumer, under investigation); set {KNOWN_ISSUES_ENV}=1 to run it"
-                ),
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("second", ["notify", "routing"])
 def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
     stack_factory: Callable[..., Stack], tmp_path: Path, second: str
 ) -> None:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from phoihop_common.config import Reference, load_reference
@@ -204,7 +206,7 @@ def create_app(
     clock: Any = None,
 ) -> Routing:
     """Build the routing worker (nothing runs until the faust worker starts it)."""
-    _use_short_fetch_consumer()
+    _use_routing_consumer()
     settings = settings or Settings()
     reference = reference or load_reference(settings.resolved_config_dir())
     classifier = classifier or Classifier.from_config(
@@ -366,10 +368,45 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-def _use_short_fetch_consumer() -> None:
-    faust_aiokafka.Consumer._new_consumer_thread = lambda self: _ShortFetchConsumerThread(  # type: ignore[method-assign]
-        self, loop=self.loop, beacon=self.beacon
-    )
+class _RoutingConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer with the short fetch wait and a seek that loses no record.
+
+    After a rebalance faust (0.15.3, `tables.recovery`) resumes the stream partitions, seeks
+    them to the committed offsets with the flow still running, then resumes its flow control,
+    which empties every stream's queue. Records fetched during the seek are put in the
+    queues and then dropped, while faust's read offsets (and, for a partition without a
+    committed offset, aiokafka's position) are already past them: the fetch after the seek
+    skips them, and faust even counts them as a gap to commit. A restarted worker with a
+    backlog lost a few records per partition that way. Here the flow is stopped for the
+    seek (faust resumes it right after, as it does after every seek), so nothing is
+    delivered until the position and read offsets are the committed ones and the queues
+    are empty; a partition without a committed offset goes back to its beginning
+    (`consumer_auto_offset_reset` earliest), so what was dropped is fetched again.
+    Delivery stays at least once: a record processed just before the seek comes again.
+    """
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        if self.flow_active:
+            self.stop_flow()
+        await super().perform_seek()
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        if self.app.conf.consumer_auto_offset_reset == "earliest":
+            changelogs = self.app.tables.changelog_topics
+            fresh = [
+                tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
+            ]
+            if fresh:
+                await self._thread.seek_to_beginning(*fresh)
+        return committed
+
+
+def _use_routing_consumer() -> None:
+    faust_aiokafka.Transport.Consumer = _RoutingConsumer
 
 
 async def _record_lag(app: faust.App, metrics: Any) -> None:
