@@ -2,15 +2,17 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
-SOURCES := schemas services tests bench
+PACKAGES := phoihop_schemas phoihop_common phoihop_ingest phoihop_routing phoihop_notify phoihop_audit
+SOURCES := schemas services tests bench tools
 
-.PHONY: help install run test test-fast lint fmt bench eval schemas clean
+.PHONY: help install run test test-fast lint fmt bench profile eval schemas clean
 
 help:
 	@echo "make run     start broker + ingest, routing, notify, audit on loopback (SQLite)"
 	@echo "make test    run the whole test suite (unit, integration, end to end)"
-	@echo "make lint    ruff (lint + format check) and mypy"
-	@echo "make bench   throughput / latency / memory benchmarks (not part of make test)"
+	@echo "make lint    ruff (lint + format check), mypy and the import-cycle check"
+	@echo "make bench   throughput / latency ladder / memory benchmarks (not part of make test)"
+	@echo "make profile py-spy of every service under 50/s, CPU and broker records per recommendation"
 	@echo "make eval    routing accuracy and duplicate precision/recall on the labelled corpus"
 	@echo "make schemas regenerate JSON Schema and AsyncAPI from the event models"
 
@@ -35,7 +37,9 @@ test-fast: install
 lint: install
 	$(UV) run --frozen ruff check $(SOURCES)
 	$(UV) run --frozen ruff format --check $(SOURCES)
-	$(UV) run --frozen mypy schemas/src services/common/src services/ingest/src services/routing/src services/notify/src services/audit/src
+	$(UV) run --frozen mypy $(addprefix -p ,$(PACKAGES))
+	$(UV) run --frozen mypy tools
+	$(UV) run --frozen python tools/check_cycles.py
 
 fmt: install
 	$(UV) run --frozen ruff check --fix $(SOURCES)
@@ -49,6 +53,10 @@ eval: install
 
 bench: install
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)
+
+# PROFILE_ARGS e.g. "--profile-rate 50 --profile-seconds 30" (or --quick)
+profile: install
+	$(UV) run --frozen python -m bench --only profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

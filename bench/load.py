@@ -1,4 +1,7 @@
-"""HTTP load generators (loopback only, bounded in count and time) and latency statistics."""
+"""Closed-loop HTTP load (loopback only, bounded in count and time) and latency statistics.
+
+Open-loop load runs in its own process: `bench.generator`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
-MAX_IN_FLIGHT = 512
 
 
 @dataclass(frozen=True)
@@ -133,49 +134,4 @@ async def closed_loop(
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.wall_s = time.perf_counter() - t0
-    return result
-
-
-async def open_loop(
-    *,
-    url: str,
-    bodies: Iterator[dict[str, Any]],
-    headers: dict[str, str],
-    rate: float,
-    duration: float,
-) -> LoadResult:
-    """Requests started at a fixed rate regardless of answers (skipped if too many in flight)."""
-    result = LoadResult()
-    total = int(rate * duration)
-    tasks: set[asyncio.Task[None]] = set()
-    idle: list[httpx.AsyncClient] = []
-    clients: list[httpx.AsyncClient] = []
-
-    async def one(body: dict[str, Any]) -> None:
-        client = idle.pop() if idle else _client()
-        if client not in clients:
-            clients.append(client)
-        try:
-            await _one(client, url, body, headers, result)
-        finally:
-            idle.append(client)
-
-    t0 = time.perf_counter()
-    try:
-        for i in range(total):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if len(tasks) >= MAX_IN_FLIGHT:
-                result.skipped += 1
-                continue
-            task = asyncio.create_task(one(next(bodies)))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(tasks, timeout=60)
-        result.wall_s = time.perf_counter() - t0
-    finally:
-        for client in clients:
-            await client.aclose()
     return result

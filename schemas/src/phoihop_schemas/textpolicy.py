@@ -85,7 +85,7 @@ def _deeper_than(value: Any, max_depth: int) -> bool:
     return False
 
 
-def loads(data: bytes | str, *, max_depth: int = 32, max_int_digits: int = 30) -> Any:
+def loads(data: bytes | bytearray | str, *, max_depth: int = 32, max_int_digits: int = 30) -> Any:
     """Parse untrusted JSON; any refusal is a JsonPolicyError, never another exception."""
     if isinstance(data, bytes | bytearray | memoryview):
         try:

@@ -99,10 +99,11 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DEAD_LETTER,
 )
 
-# Topics routing consumes together must be co-partitioned (same count, same key).
+# Topics keyed by recommendation id that routing keeps co-partitioned with its `cases` table
+# (same count). `inbound.responses` is not one of them: agencies' producers may partition it
+# any way they like; routing re-keys each response onto `routing.commands`.
 CO_PARTITIONED: tuple[Topic, ...] = (
     CANONICAL["received"],
-    INBOUND_RESPONSES,
     ROUTING_TIMERS,
     ROUTING_COMMANDS,
 )

@@ -31,10 +31,11 @@ async def test_scope_and_reporter_clearance(rt, store, ev, new_id, client, as_ag
     def get(rec, agency):
         return client.get(f"/v1/recommendations/{rec}", headers=as_agency(agency))
 
-    assert (await client.get(f"/v1/recommendations/{open_case}")).status_code == 401
+    no_key = await client.get(f"/v1/recommendations/{open_case}")
+    assert (no_key.status_code, no_key.json()["error"]) == (401, "missing_api_key")
     bad_key = await client.get(f"/v1/recommendations/{open_case}", headers={"X-API-Key": "nope"})
     assert bad_key.status_code == 401
-    assert bad_key.json()["error"] == "unauthorized"
+    assert bad_key.json()["error"] == "invalid_api_key"
     # An uninvolved resolver sees nothing; the assignee sees its case and who reported it.
     assert (await get(open_case, "SO_Y_TE")).status_code == 404
     assert (await get(denunciation, "SO_XAY_DUNG")).status_code == 404
@@ -174,3 +175,84 @@ async def test_search_with_and_without_diacritics_filters_and_scope(
     bad = await client.get("/v1/recommendations", params={"page_size": 0}, headers=sup)
     assert bad.status_code == 422
     assert bad.json()["error"] == "invalid_request"
+
+
+MINE, THEIRS = "UBND_XA_XA_AN_BINH", "UBND_XA_XA_TAN_PHU"  # two commune committees
+
+
+async def test_search_by_source_ref_finds_the_submitters_case_within_scope(
+    store, ev, new_id, client, as_agency
+) -> None:
+    mine, theirs, other = new_id(), new_id(), new_id()
+    store([ev.received(mine, submitted_by=MINE).model_copy(update={"source_ref": "KN-7"})])
+    # another agency happens to use the same reference
+    store([ev.received(theirs, submitted_by=THEIRS).model_copy(update={"source_ref": "KN-7"})])
+    store([ev.received(other, submitted_by=MINE).model_copy(update={"source_ref": "KN-8"})])
+
+    def search(agency: str, ref: str):
+        return client.get(
+            "/v1/recommendations", params={"source_ref": ref}, headers=as_agency(agency)
+        )
+
+    found = (await search(MINE, "KN-7")).json()
+    assert [i["id"] for i in found["items"]] == [mine]  # the other agency's case stays hidden
+    assert (found["items"][0]["source_ref"], found["items"][0]["submitted_by"]) == (
+        "KN-7",
+        MINE,
+    )
+    supervisor = (await search("TT_HDND", "KN-7")).json()
+    assert {i["id"] for i in supervisor["items"]} == {mine, theirs}
+    assert (await search(MINE, "KN-404")).json()["total"] == 0
+    status = await client.get(f"/v1/recommendations/{other}", headers=as_agency(MINE))
+    assert status.json()["source_ref"] == "KN-8"
+
+
+def test_migration_fills_source_ref_from_the_stored_received_events(settings, ev, new_id) -> None:
+    import importlib.resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    from phoihop_audit import db, trail
+    from phoihop_audit.app import build_runtime
+    from phoihop_common.testing import fixed_pii_cipher
+
+    engine = db.make_engine(settings.database_url)
+    cfg = Config()
+    cfg.set_main_option(
+        "script_location", str(importlib.resources.files("phoihop_audit").joinpath("migrations"))
+    )
+    with engine.connect() as conn:  # the schema as it was before the column
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002_audit_access_relations")
+        conn.commit()
+    rec = new_id()
+    received = ev.received(rec).model_copy(update={"source_ref": "BB-2025-14"})
+    incoming = trail.prepare(ev.envelope(received), cipher=fixed_pii_cipher())
+    with engine.begin() as conn:  # what the old code wrote: the event and its row, no ref
+        conn.execute(
+            text(
+                "INSERT INTO audit_events (position, event_id, type, recommendation_id,"
+                " sequence, source, event_time, data, content_digest, stored_at, prev_hash,"
+                " hash, leaf_hash) VALUES (0, :id, 'received', :rec, 1, 's', NULL, :data,"
+                " 'd', 't', 'p', 'h', 'l')"
+            ),
+            {"id": incoming.event_id, "rec": rec, "data": incoming.data},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO audit_recommendations (id, sequence, escalation_level, has_gap)"
+                " VALUES (:rec, 1, 0, false)"
+            ),
+            {"rec": rec},
+        )
+    engine.dispose()
+    runtime = build_runtime(settings)  # migrates to head
+    try:
+        with runtime.engine.connect() as conn:
+            ref = conn.execute(
+                text("SELECT source_ref FROM audit_recommendations WHERE id = :rec"), {"rec": rec}
+            ).scalar_one()
+    finally:
+        runtime.engine.dispose()
+    assert ref == "BB-2025-14"

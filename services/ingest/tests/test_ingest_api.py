@@ -193,7 +193,8 @@ async def test_broker_unreachable_gives_503_with_retry_after(
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["producer"] is False
+        assert ready.json()["checks"]["producer"] is False
+        assert ready.json()["status"] == "not_ready"
         resp = await client.post("/v1/recommendations", json=body(), headers=key("TT_HDND"))
         assert resp.status_code == 503
         assert resp.headers["Retry-After"] == "7"

@@ -71,9 +71,10 @@ async def test_crud_is_scoped_to_the_agency(settings_for, run_notify, receivers)
         assert (await c.get(f"/v1/subscriptions/{sid}", headers=mine)).status_code == 404
         anonymous = await c.get("/v1/subscriptions")
         assert anonymous.status_code == 401
-        assert anonymous.json()["error"] == "unauthorized"
+        assert anonymous.json()["error"] == "missing_api_key"
         bad_key = await c.get("/v1/subscriptions", headers={"X-API-Key": "nope"})
         assert bad_key.status_code == 401
+        assert bad_key.json()["error"] == "invalid_api_key"
 
 
 async def test_validation_errors(settings_for, run_notify, receivers):

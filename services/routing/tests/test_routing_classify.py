@@ -175,8 +175,16 @@ def test_weak_evidence_has_low_confidence(classifier: Classifier) -> None:
     assert vague.agency == "TT_HDND"
     clear = classify(classifier, "Mất điện liên tục, trạm biến áp quá tải, dây điện võng thấp.")
     assert clear.decision.confidence > classifier.triage_below
-    mixed = classify(classifier, "Rác thải ở chợ làm ô nhiễm, đề nghị thu gom rác trong chợ.")
+    # two fields that go to two different bodies (power company, water works)
+    mixed = classify(
+        classifier, "Mất điện và mất nước sinh hoạt liên tục cả tuần, đề nghị kiểm tra."
+    )
     assert mixed.decision.confidence < clear.decision.confidence
+    # the confidence is about the body: waste in a market is the commune's either way, and
+    # "ở chợ", "trong chợ" only say where the waste is
+    local = classify(classifier, "Rác thải ở chợ làm ô nhiễm, đề nghị thu gom rác trong chợ.")
+    assert (local.category, local.level) == ("MOI_TRUONG", Level.XA)
+    assert local.decision.confidence > classifier.triage_below
 
 
 def test_rules_are_data(tmp_path: Path, classifier: Classifier) -> None:

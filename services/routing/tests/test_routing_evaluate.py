@@ -9,7 +9,17 @@ import pytest
 
 from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
-from phoihop_routing.evaluate import default_corpus, evaluate, load_corpus, main
+from phoihop_routing.evaluate import (
+    Prediction,
+    Record,
+    default_corpora,
+    default_corpus,
+    evaluate,
+    load_corpus,
+    main,
+    score,
+)
+from phoihop_schemas.events import Kind
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +70,9 @@ def test_written_corpus_figures(classifier: Classifier) -> None:
     assert report.level_accuracy >= 0.95
     assert report.agency_accuracy >= 0.95
     assert report.duplicate_precision >= 0.95
-    assert report.duplicate_recall >= 0.95
+    # national concerns merge automatically only above a higher bar; the rest are suggested
+    assert report.duplicate_recall >= 0.85
+    assert report.recall_with_suggestions >= 0.95
 
 
 def test_merged_items_join_their_targets_group(tmp_path: Path, classifier: Classifier) -> None:
@@ -99,6 +111,63 @@ def test_main_prints_json_and_exits_zero(
     assert {"category_accuracy", "level_accuracy", "agency_accuracy", "confusion"} <= set(out)
     assert main(["--corpus", str(corpus)]) == 0
     assert "agency accuracy" in capsys.readouterr().out
+
+
+def test_every_corpus_of_the_checkout_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PHOIHOP_EVAL_CORPUS", raising=False)
+    corpora = default_corpora()
+    repo_corpus = Path(__file__).resolve().parents[3] / "corpus"
+    present = [
+        repo_corpus / n for n in ("dev.jsonl", "written.jsonl") if (repo_corpus / n).is_file()
+    ]
+    if present:
+        assert corpora == present
+        assert default_corpus() == present[0]
+    # several --corpus: one report each, a JSON list
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    one.write_text(_record("T1", "Đề nghị xã sửa đường liên xóm 1.", None) + "\n", "utf-8")
+    two.write_text(_record("T2", "Đề nghị xã sửa đường liên xóm 2.", None) + "\n", "utf-8")
+    assert main(["--corpus", str(one), "--corpus", str(two), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["corpus"] for r in out] == [str(one), str(two)]
+    assert {"recall_with_suggestions", "suggestions_shown"} <= set(out[0])
+    assert main(["--corpus", str(one), "--corpus", str(two)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("automatic merges: precision") == 2
+    assert "with top-3 suggestions: recall" in text
+
+
+def test_recall_counts_confirmed_suggestions() -> None:
+    """A right suggestion counts as if a person confirmed it; a wrong one never does."""
+    labels = {"category": "GIAO_THONG", "level": "xa", "agency": "A"}
+    records = [
+        Record(id=i, kind=Kind.KIEN_NGHI, locality="xa-x", text="t", group=g, **labels)
+        for i, g in (("a", "G1"), ("b", "G1"), ("c", "G1"), ("d", None), ("e", "G2"), ("f", "G2"))
+    ]
+
+    def p(group: str, suggested: tuple[str, ...] = ()) -> Prediction:
+        return Prediction(category="GIAO_THONG", level="xa", agency="A", group=group,
+                          suggested=suggested)  # fmt: skip
+
+    predictions = {
+        "a": p("a"),
+        "b": p("a"),  # merged automatically
+        "c": p("c", ("d", "a")),  # not merged; a is right, d is not
+        "d": p("d"),
+        "e": p("e"),
+        "f": p("f", ("d",)),  # only a wrong suggestion
+    }
+    report = score(records=records, predictions=predictions, corpus="", rules_version="v")
+    assert report.duplicate_pairs_expected == 4  # a-b, a-c, b-c, e-f
+    assert (report.duplicate_pairs_correct, report.duplicate_recall) == (1, 0.25)
+    assert report.duplicate_pairs_with_suggestions == 3
+    assert report.recall_with_suggestions == 0.75
+    assert (report.suggestions_shown, report.suggestions_correct) == (3, 1)
+    assert report.records_with_suggestions == 2
+    assert report.suggested_pairs == [["a", "c"], ["b", "c"]]
+    assert report.duplicate_precision == 1.0  # suggestions never count as merges
 
 
 def test_bad_corpus_line_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phoihop_audit import db, log, queries, reports
+from phoihop_audit import openapi as docs
 from phoihop_audit.access import Caller
-from phoihop_audit.app import Runtime
 from phoihop_audit.exceptions import (
     BadRequestError,
     ForbiddenError,
@@ -21,14 +20,21 @@ from phoihop_audit.exceptions import (
     TooManyRequestsError,
 )
 from phoihop_audit.keys import public_key_b64
-from phoihop_common.auth import API_KEY_HEADER
+from phoihop_audit.runtime import Runtime
+from phoihop_common.errors import (
+    METRICS_ROUTE,
+    OPTIONAL,
+    ApiError,
+    Health,
+    api_key_header,
+    error_responses,
+    install_error_handlers,
+    unauthorized,
+)
+from phoihop_common.http import READINESS_RESPONSES, Readiness, readiness, readiness_response
 from phoihop_common.metrics import metrics_response
 
 router = APIRouter()
-
-
-class UnauthorizedError(Exception):
-    """No or unknown API key."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -37,15 +43,12 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def caller(
-    request: Request,
-    x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
-) -> Caller:
-    """The agency presenting `X-API-Key`."""
+def caller(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> Caller:
+    """The agency presenting `X-API-Key`; 401 `missing_api_key` or `invalid_api_key`."""
     rt = runtime(request)
-    agency = rt.api_keys.agency_for(x_api_key)
+    agency = rt.api_keys.agency_for(key)
     if agency is None:
-        raise UnauthorizedError
+        raise unauthorized(key)
     return Caller(agency=agency)
 
 
@@ -71,75 +74,85 @@ TreeSize = Annotated[int, Query(ge=1, le=MAX_TREE_SIZE)]
 # The year is bounded here; a month or quarter number out of range stays a 400 `bad_period`.
 Month = Annotated[str | None, Query(pattern=r"^(20\d\d|2100)-\d\d$", description="e.g. 2026-05")]
 Quarter = Annotated[str | None, Query(pattern=r"^(20\d\d|2100)-Q\d$", description="e.g. 2026-Q2")]
+SourceRef = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern=_NO_CONTROLS,
+        description="the submitter's own reference (`source_ref` of the submission)",
+    ),
+]
+
+NOT_VISIBLE = {404: "No such recommendation visible to the caller (`not_found`)."}
+BAD_PERIOD = {400: "The period is invalid (`bad_period`)."}
+TOO_MANY = {429: "Proofs are being computed: retry after `Retry-After` seconds."}
 
 
-HTTP_REASONS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+def _bad_request(exc: BadRequestError) -> ApiError:
+    return ApiError(400, exc.reason, exc.detail)
+
+
+def _not_found(exc: NotFoundError) -> ApiError:
+    return ApiError(404, "not_found", str(exc))
+
+
+def _forbidden(exc: ForbiddenError) -> ApiError:
+    return ApiError(403, "forbidden", str(exc))
+
+
+def _too_many(exc: TooManyRequestsError) -> ApiError:
+    return ApiError(
+        429, "too_many_requests", exc.detail, headers={"Retry-After": str(exc.retry_after)}
+    )
 
 
 def install_handlers(app: FastAPI) -> None:
-    """Errors as `{"error": reason, "detail": ...}`."""
-
-    async def unauthorized(_r: Request, _e: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"error": "unauthorized", "detail": f"valid {API_KEY_HEADER} required"}, 401
-        )
-
-    async def not_found(_r: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": "not_found", "detail": str(exc)}, 404)
-
-    async def bad_request(_r: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, BadRequestError)
-        return JSONResponse({"error": exc.reason, "detail": exc.detail}, 400)
-
-    async def invalid(_r: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
-
-    async def http_error(_r: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)  # unknown route, method not allowed
-        reason = HTTP_REASONS.get(exc.status_code, "http_error")
-        body = {"error": reason, "detail": exc.detail}
-        return JSONResponse(body, exc.status_code, headers=exc.headers)
-
-    app.add_exception_handler(UnauthorizedError, unauthorized)
-    app.add_exception_handler(NotFoundError, not_found)
-    app.add_exception_handler(BadRequestError, bad_request)
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    install_public_handlers(app)
+    """Errors as `{"error": reason, "detail": ...}` (phoihop_common.errors)."""
+    install_error_handlers(
+        app,
+        {
+            NotFoundError: _not_found,
+            BadRequestError: _bad_request,
+            ForbiddenError: _forbidden,
+            TooManyRequestsError: _too_many,
+        },
+    )
 
 
-@router.get("/healthz")
+@router.get("/healthz", tags=["operations"], response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", tags=["operations"], response_model=Readiness, responses=READINESS_RESPONSES)
 async def readyz(request: Request) -> JSONResponse:
     """200 once the database answers and the consumer has partitions."""
     rt: Runtime | None = getattr(request.app.state, "rt", None)
     if rt is None:
-        return JSONResponse({"ready": False, "reason": "starting"}, 503)
-    if not await asyncio.to_thread(db.ping, rt.engine):
-        return JSONResponse({"ready": False, "reason": "database"}, 503)
-    if not rt.consuming:
-        return JSONResponse({"ready": False, "reason": "consumer_not_assigned"}, 503)
+        return readiness_response(readiness(starting=True))
+    checks = {
+        "database": await asyncio.to_thread(db.ping, rt.engine),
+        "consumer": rt.consuming,
+    }
     problem = rt.consumer_problem()
-    if problem is not None:
-        return JSONResponse({"ready": False, "reason": "consumer_stuck", "detail": problem}, 503)
-    return JSONResponse({"ready": True})
+    stuck = None if problem is None else ("consumer_stuck", problem)
+    return readiness_response(readiness(checks, problem=stuck))
 
 
-@router.get("/metrics")
+@router.get("/metrics", tags=["operations"], **METRICS_ROUTE)
 async def metrics(rt: RuntimeDep) -> Response:
     """Prometheus exposition (business gauges recomputed from the read model)."""
     await asyncio.to_thread(rt.metrics.refresh, rt.engine)
     return metrics_response()
 
 
-@router.get("/v1/recommendations")
+@router.get(
+    "/v1/recommendations",
+    tags=["recommendations"],
+    response_model=docs.SearchPage,
+    responses=error_responses(400, 401, 422, notes=BAD_PERIOD),
+)
 def search(
     rt: RuntimeDep,
     who: CallerDep,
@@ -148,6 +161,7 @@ def search(
     category: Code = None,
     kind: Code = None,
     status: Code = None,
+    source_ref: SourceRef = None,
     overdue: bool | None = None,
     date_from: DateFrom = None,
     date_to: DateTo = None,
@@ -162,6 +176,7 @@ def search(
         category=category,
         kind=kind,
         status=status,
+        source_ref=source_ref,
         overdue=overdue,
         date_from=date_from,
         date_to=date_to,
@@ -186,7 +201,12 @@ WithReporter = Annotated[
 ]
 
 
-@router.get("/v1/recommendations/{rec_id}", response_model=None)
+@router.get(
+    "/v1/recommendations/{rec_id}",
+    tags=["recommendations"],
+    response_model=docs.RecommendationStatus,
+    responses=error_responses(401, 404, 422, notes=NOT_VISIBLE),
+)
 def get_status(
     rec_id: RecId, rt: RuntimeDep, who: CallerDep, reporter: WithReporter = True
 ) -> JSONResponse:
@@ -202,7 +222,12 @@ def get_status(
     return _read(read)
 
 
-@router.get("/v1/recommendations/{rec_id}/trail", response_model=None)
+@router.get(
+    "/v1/recommendations/{rec_id}/trail",
+    tags=["recommendations"],
+    response_model=docs.Trail,
+    responses=error_responses(401, 404, 422, notes=NOT_VISIBLE),
+)
 def get_trail(
     rec_id: RecId, rt: RuntimeDep, who: CallerDep, reporter: WithReporter = True
 ) -> JSONResponse:
@@ -221,34 +246,38 @@ def get_trail(
 SUPERVISOR_ROLE = "supervisor"
 
 
-def install_public_handlers(app: FastAPI) -> None:
-    """403 and 429 (with Retry-After) of the public audit endpoints."""
-
-    async def forbidden(_r: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": "forbidden", "detail": str(exc)}, 403)
-
-    async def too_many(_r: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, TooManyRequestsError)
-        body = {"error": "too_many_requests", "detail": exc.detail}
-        return JSONResponse(body, 429, headers={"Retry-After": str(exc.retry_after)})
-
-    app.add_exception_handler(ForbiddenError, forbidden)
-    app.add_exception_handler(TooManyRequestsError, too_many)
-
-
 def _require_supervisor(rt: Runtime, api_key: str | None) -> None:
     agency = rt.api_keys.agency_for(api_key)
     if agency is None:
-        raise UnauthorizedError
+        raise unauthorized(api_key)
     if SUPERVISOR_ROLE not in rt.reference.agency(agency).role:
         raise ForbiddenError("a full verification needs a supervisor's key")
 
 
-@router.get("/v1/audit/verify")
+@router.get(
+    "/v1/audit/verify",
+    tags=["proofs"],
+    response_model=docs.Verification,
+    response_model_exclude_unset=True,
+    responses=error_responses(
+        401,
+        403,
+        422,
+        429,
+        notes={
+            401: "`full=true` without a key (`missing_api_key`) or with an unknown one.",
+            403: "`full=true` needs a supervisor's key (`forbidden`).",
+            429: "A full verification is running, or the per-minute limit is reached:"
+            " retry after `Retry-After` seconds.",
+        },
+    ),
+    # public, except `full=true`: the key is optional
+    openapi_extra={"security": OPTIONAL},
+)
 def verify(
     rt: RuntimeDep,
     full: Annotated[bool, Query(description="re-hash every record (supervisor key)")] = False,
-    x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
+    x_api_key: Annotated[str | None, Security(api_key_header)] = None,
 ) -> dict[str, Any]:
     """The last signed checkpoint (public); `full=true` re-hashes the whole log, rate-limited."""
     if not full:
@@ -257,7 +286,12 @@ def verify(
     return rt.full_verify.run(lambda: log.verify_log(rt.engine, signer=rt.signer))
 
 
-@router.get("/v1/audit/checkpoints")
+@router.get(
+    "/v1/audit/checkpoints",
+    tags=["proofs"],
+    response_model=docs.Checkpoints,
+    responses=error_responses(422),
+)
 def list_checkpoints(
     rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
@@ -271,7 +305,17 @@ def list_checkpoints(
     }
 
 
-@router.get("/v1/audit/proof/inclusion")
+@router.get(
+    "/v1/audit/proof/inclusion",
+    tags=["proofs"],
+    response_model=docs.InclusionProof,
+    responses=error_responses(
+        404,
+        422,
+        429,
+        notes={404: "The event is not stored, or no checkpoint of that size exists.", **TOO_MANY},
+    ),
+)
 def inclusion_proof(
     rt: RuntimeDep,
     event_id: Annotated[str, Query(min_length=1, max_length=100, pattern=_NO_CONTROLS)],
@@ -281,7 +325,22 @@ def inclusion_proof(
     return log.inclusion(rt.engine, event_id=event_id, tree_size=tree_size, cache=rt.proofs)
 
 
-@router.get("/v1/audit/proof/consistency")
+@router.get(
+    "/v1/audit/proof/consistency",
+    tags=["proofs"],
+    response_model=docs.ConsistencyProof,
+    responses=error_responses(
+        400,
+        404,
+        422,
+        429,
+        notes={
+            400: "`first` is larger than `second` (`bad_tree_size`).",
+            404: "No checkpoint of that size.",
+            **TOO_MANY,
+        },
+    ),
+)
 def consistency_proof(
     rt: RuntimeDep,
     first: TreeSize,
@@ -291,13 +350,26 @@ def consistency_proof(
     return log.consistency(rt.engine, first=first, second=second, cache=rt.proofs)
 
 
-@router.get("/v1/audit/reconciliation")
+@router.get(
+    "/v1/audit/reconciliation",
+    tags=["recommendations"],
+    response_model=docs.Reconciliation,
+    responses=error_responses(401),
+)
 def reconciliation(rt: RuntimeDep, who: CallerDep) -> dict[str, Any]:
     """Recommendations whose sequence numbers have a hole."""
     return queries.reconciliation(rt.engine, caller=who, reference=rt.reference)
 
 
-@router.get("/v1/reports", response_model=None)
+@router.get(
+    "/v1/reports",
+    tags=["reports"],
+    response_model=docs.Report,
+    responses={
+        200: {"content": docs.REPORT_FILES, "description": "The report (`format`)."},
+        **error_responses(400, 401, 422, notes=BAD_PERIOD),
+    },
+)
 def report(
     rt: RuntimeDep,
     who: CallerDep,
@@ -322,16 +394,23 @@ def report(
         tz=rt.settings.timezone,
     )
     name = f"bao-cao-{period.start.isoformat()}-{period.end.isoformat()}-{group_by}"
+    return rendered(data, format=format, name=name, csv=reports.to_csv, xlsx=reports.to_xlsx)
+
+
+def rendered(
+    data: dict[str, Any],
+    *,
+    format: Literal["json", "csv", "xlsx"],
+    name: str,
+    csv: Callable[[dict[str, Any]], str],
+    xlsx: Callable[[dict[str, Any]], bytes],
+) -> dict[str, Any] | Response:
+    """A report as JSON (the dict itself) or as a CSV / XLSX download named `name`."""
     if format == "csv":
-        return Response(
-            reports.to_csv(data).encode("utf-8"),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format == "xlsx":
-        return Response(
-            reports.to_xlsx(data),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
-        )
-    return data
+        body, media_type = csv(data).encode("utf-8"), "text/csv; charset=utf-8"
+    elif format == "xlsx":
+        body, media_type = xlsx(data), docs.XLSX_TYPE
+    else:
+        return data
+    disposition = f'attachment; filename="{name}.{format}"'
+    return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})

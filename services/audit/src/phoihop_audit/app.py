@@ -5,76 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from functools import cache
 
 from fastapi import FastAPI
-from sqlalchemy import Engine
 
-from phoihop_audit import db, log
+from phoihop_audit import api_consolidated, log, openapi
+from phoihop_audit.api import install_handlers, router
 from phoihop_audit.consumer import AuditConsumer
-from phoihop_audit.keys import PiiCipher, Signer, load_pii_cipher, load_signer
-from phoihop_audit.metrics import AuditMetrics
+from phoihop_audit.runtime import Runtime, audit_metrics, build_runtime
 from phoihop_audit.settings import AuditSettings
-from phoihop_common.auth import ApiKeys
-from phoihop_common.config import Reference, default_config_dir, load_reference
 from phoihop_common.http import install as install_security_headers
+from phoihop_common.http import install_docs
 from phoihop_common.logs import get_logger
 
+__all__ = ["Runtime", "audit_metrics", "build_runtime", "checkpoint_loop", "create_app"]
+
 logger = get_logger(__name__)
-
-
-@cache
-def audit_metrics() -> AuditMetrics:
-    """The process's metrics (registered once even when several apps are built, as in tests)."""
-    return AuditMetrics.create()
-
-
-@dataclass
-class Runtime:
-    """Everything the request handlers and background tasks share."""
-
-    settings: AuditSettings
-    engine: Engine
-    signer: Signer
-    cipher: PiiCipher
-    reference: Reference
-    api_keys: ApiKeys
-    metrics: AuditMetrics
-    proofs: log.ProofCache = field(default_factory=log.ProofCache)
-    full_verify: log.FullVerifyGate = field(default_factory=log.FullVerifyGate)
-    consumer: AuditConsumer | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def consuming(self) -> bool:
-        """True when the Kafka consumer has partitions (or is disabled for this app)."""
-        if self.consumer is None:
-            return True
-        alive = all(not t.done() for t in self.tasks)
-        return alive and self.consumer.assigned
-
-    def consumer_problem(self) -> str | None:
-        """Why the consumer counts as stuck (retrying the same records, or lag without commits)."""
-        return None if self.consumer is None else self.consumer.kit.problem()
-
-
-def build_runtime(settings: AuditSettings) -> Runtime:
-    """Open the database (migrated), load keys and reference data."""
-    config_dir = settings.config_dir or default_config_dir()
-    engine = db.make_engine(settings.database_url)
-    db.migrate(engine)
-    return Runtime(
-        settings=settings,
-        engine=engine,
-        signer=load_signer(settings),
-        cipher=load_pii_cipher(settings),
-        reference=load_reference(config_dir),
-        api_keys=ApiKeys.load(settings.api_keys_path()),
-        metrics=audit_metrics(),
-        proofs=log.ProofCache(size=settings.proof_cache_size),
-        full_verify=log.FullVerifyGate(per_minute=settings.full_verify_per_minute),
-    )
 
 
 async def checkpoint_loop(rt: Runtime) -> None:
@@ -92,8 +37,6 @@ async def checkpoint_loop(rt: Runtime) -> None:
 
 def create_app(settings: AuditSettings | None = None, *, consume: bool = True) -> FastAPI:
     """The audit FastAPI app; `consume=False` serves the API without a Kafka consumer."""
-    from phoihop_audit.api import install_handlers, router
-
     settings = settings or AuditSettings()
 
     @contextlib.asynccontextmanager
@@ -121,9 +64,20 @@ def create_app(settings: AuditSettings | None = None, *, consume: bool = True) -
             rt.engine.dispose()
             logger.info("stopped")
 
-    app = FastAPI(title="phoihop audit", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="phoihop audit",
+        summary="The tamper-evident trail, case status, search, reports and public proofs.",
+        description=openapi.DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_tags=openapi.TAGS,
+    )
     app.middleware("http")(audit_metrics().service.http_middleware)
     install_security_headers(app, metrics_token=settings.metrics_token)
     install_handlers(app)
+    install_docs(app)
     app.include_router(router)
+    app.include_router(api_consolidated.router)
     return app

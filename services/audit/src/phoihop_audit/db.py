@@ -79,6 +79,7 @@ recommendations = Table(
     Column("level", String(20), nullable=True),
     Column("agency", String(64), nullable=True),
     Column("submitted_by", String(64), nullable=True),
+    Column("source_ref", String(200), nullable=True),  # migration 0003
     Column("text", Text, nullable=True),
     Column("text_folded", Text, nullable=True),
     Column("received_at", DateTime, nullable=True),
@@ -95,6 +96,7 @@ recommendations = Table(
     Index("ix_audit_recommendations_agency", "agency"),
     Index("ix_audit_recommendations_received_at", "received_at"),
     Index("ix_audit_recommendations_duplicate_of", "duplicate_of"),
+    Index("ix_audit_recommendations_source_ref", "source_ref"),
 )
 
 involvement = Table(

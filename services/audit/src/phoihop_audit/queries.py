@@ -185,6 +185,7 @@ def status(
         "locality": p.locality,
         "text": p.text if Resource.TEXT in rights else None,
         "submitted_by": p.submitted_by,
+        "source_ref": p.source_ref,
         "submitted_at": p.submitted_at,
         "received_at": iso(p.received_at),
         "accept_deadline": iso(p.accept_deadline),
@@ -288,6 +289,7 @@ class SearchFilters:
     category: str | None = None
     kind: str | None = None
     status: str | None = None
+    source_ref: str | None = None  # the submitter's own reference
     overdue: bool | None = None
     date_from: date | None = None
     date_to: date | None = None
@@ -333,6 +335,7 @@ def search(
         (r.c.category, filters.category),
         (r.c.kind, filters.kind),
         (r.c.status, filters.status),
+        (r.c.source_ref, filters.source_ref),
     ):
         if value:
             conds.append(column == value)
@@ -379,6 +382,8 @@ def search(
             "level": row.level,
             "agency": row.agency,
             "locality": row.locality,
+            "submitted_by": row.submitted_by,
+            "source_ref": row.source_ref,
             "deadline": iso(row.deadline),
             "duplicate_of": row.duplicate_of,
             "sequence": row.sequence,

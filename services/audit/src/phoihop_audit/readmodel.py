@@ -72,6 +72,7 @@ class Projection:
     level: str | None = None
     agency: str | None = None
     submitted_by: str | None = None
+    source_ref: str | None = None  # the submitter's own reference
     submitted_at: str | None = None
     text: str | None = None
     received_at: datetime | None = None
@@ -126,6 +127,7 @@ class Projection:
             "level": self.level,
             "agency": self.agency,
             "submitted_by": self.submitted_by,
+            "source_ref": self.source_ref,
             "text": self.text,
             "text_folded": fold(self.text) if self.text else None,
             "received_at": self.received_at,
@@ -172,6 +174,7 @@ def _apply(p: Projection, ev: StoredEvent) -> None:
         sub = d.get("submitted_at")
         p.submitted_at = str(sub) if sub is not None else None
         p.submitted_by = d.get("submitted_by")
+        p.source_ref = d.get("source_ref")
         p.received_at = at
     elif ev.type == "merged":
         p.duplicate_of = d.get("duplicate_of")

@@ -1,21 +1,35 @@
-"""Headers every HTTP response carries, and the optional bearer token on `/metrics`.
+"""What every HTTP service shares: headers, the `/metrics` token, `/readyz`, local API docs.
 
 `install(app, metrics_token=...)` wraps a FastAPI (Starlette) app in
 `SecurityHeadersMiddleware` (pure ASGI: streaming responses pass through untouched) and
-gives an unhandled error's 500 the same headers. A header the route set itself is kept.
-(`Cache-Control: no-store` is the routes' business: they set it where a reporter is shown.)
+gives an unhandled error's 500 the same headers (and the `{"error", "detail"}` body of
+`phoihop_common.errors`). A header the route set itself is kept. (`Cache-Control: no-store`
+is the routes' business: they set it where a reporter is shown.)
+
+`Readiness` is the one body of every service's `/readyz` (routing's too, which is not
+FastAPI: `readiness(...).model_dump(mode="json")` with `.http_status`).
+
+`install_docs(app)` serves Swagger UI and ReDoc from the assets the `fastapi-offline`
+package ships, never from a CDN: offline networks get working `/docs` and `/redoc`.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 METRICS_PATH = "/metrics"
 SECURITY_HEADERS = {
@@ -25,14 +39,14 @@ SECURITY_HEADERS = {
 }
 # JSON, CSV, XLSX and metrics: nothing to load, never framed
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# HTML is only FastAPI's /docs (Swagger UI) and /redoc: their assets come from jsDelivr,
-# with one inline bootstrap script, Google fonts (ReDoc) and a blob: worker (ReDoc)
+# HTML is only /docs (Swagger UI) and /redoc: their assets are served by the service itself
+# (`install_docs`), with one inline bootstrap script and a blob: worker (ReDoc)
 DOCS_CSP = (
     "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; "
+    "img-src 'self' data:; "
     "connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'"
 )
 
@@ -52,11 +66,20 @@ def metrics_authorized(*, token: SecretStr | None, authorization: str | None) ->
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected)
 
 
+METRICS_TOKEN_REQUIRED = "metrics_token_required"
+
+
+def _error(reason: str, detail: str | None) -> bytes:
+    # the body of phoihop_common.errors.ErrorBody, without importing FastAPI here
+    return json.dumps({"error": reason, "detail": detail}).encode()
+
+
 def metrics_refusal() -> Response:
     """The 401 of a scrape without the metrics token."""
     headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
-    headers.update(security_headers(content_type="text/plain"))
-    return PlainTextResponse("metrics token required\n", status_code=401, headers=headers)
+    headers.update(security_headers(content_type="application/json"))
+    body = _error(METRICS_TOKEN_REQUIRED, "send the metrics token as `Authorization: Bearer`")
+    return Response(body, status_code=401, headers=headers, media_type="application/json")
 
 
 class SecurityHeadersMiddleware:
@@ -89,10 +112,11 @@ class SecurityHeadersMiddleware:
 
 async def _server_error(_request: Request, _exc: Exception) -> Response:
     # Starlette's ServerErrorMiddleware sends this outside every user middleware
-    return PlainTextResponse(
-        "Internal Server Error",
+    return Response(
+        _error("internal_error", None),
         status_code=500,
-        headers=security_headers(content_type="text/plain"),
+        headers=security_headers(content_type="application/json"),
+        media_type="application/json",
     )
 
 
@@ -100,3 +124,114 @@ def install(app: Starlette, *, metrics_token: SecretStr | None = None) -> None:
     """Add the security headers (and the metrics token, when set) to every response."""
     app.add_middleware(SecurityHeadersMiddleware, metrics_token=metrics_token)
     app.add_exception_handler(Exception, _server_error)
+
+
+# --------------------------------------------------------------------------- readiness
+
+ReadyStatus = Literal["ready", "not_ready", "starting"]
+
+
+class Readiness(BaseModel):
+    """The body of every service's `/readyz`: 200 when `ready`, else 503."""
+
+    status: ReadyStatus = Field(description="`ready` (200), `not_ready` or `starting` (503)")
+    reason: str | None = Field(
+        default=None,
+        description="machine-readable cause when not ready, e.g. `database_not_ready`,"
+        " `consumer_stuck`, `starting`",
+    )
+    detail: str | None = Field(default=None, description="the cause in words")
+    checks: dict[str, bool] = Field(
+        default_factory=dict, description="each part the service needs, and whether it is up"
+    )
+
+    @property
+    def http_status(self) -> int:
+        """200 when ready, else 503."""
+        return 200 if self.status == "ready" else 503
+
+
+def readiness(
+    checks: Mapping[str, bool] | None = None,
+    *,
+    problem: tuple[str, str | None] | None = None,
+    starting: bool = False,
+) -> Readiness:
+    """Readiness from named checks, a `(reason, detail)` problem, or `starting`."""
+    parts = dict(checks or {})
+    if starting:
+        return Readiness(status="starting", reason="starting", detail="starting up", checks=parts)
+    failed = [name for name, ok in parts.items() if not ok]
+    if failed:
+        return Readiness(
+            status="not_ready",
+            reason=f"{failed[0]}_not_ready",
+            detail="not ready: " + ", ".join(failed),
+            checks=parts,
+        )
+    if problem is not None:
+        reason, detail = problem
+        return Readiness(status="not_ready", reason=reason, detail=detail, checks=parts)
+    return Readiness(status="ready", checks=parts)
+
+
+def readiness_response(ready: Readiness) -> JSONResponse:
+    """`ready` as the `/readyz` answer (200 or 503)."""
+    return JSONResponse(ready.model_dump(mode="json"), status_code=ready.http_status)
+
+
+READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Ready."},
+    503: {"model": Readiness, "description": "Not ready, or still starting."},
+}
+
+# --------------------------------------------------------------------------- API docs
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def docs_assets_dir() -> Path:
+    """Swagger UI's and ReDoc's JS, CSS and favicon, as the `fastapi-offline` wheel ships them."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
+    """Serve Swagger UI at `docs_url` and ReDoc at `redoc_url` from local assets.
+
+    Build the app with `docs_url=None, redoc_url=None` (FastAPI's own pages load from a CDN).
+    """
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    if app.docs_url or app.redoc_url:
+        raise ValueError("create the app with docs_url=None, redoc_url=None")
+    openapi_url = app.openapi_url or "/openapi.json"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            # no badge fetched from validator.swagger.io
+            swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})},
+        )
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.add_api_route(docs_url, swagger, methods=["GET"], include_in_schema=False)
+    app.add_api_route(redoc_url, redoc, methods=["GET"], include_in_schema=False)

@@ -8,25 +8,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from phoihop_common.auth import API_KEY_HEADER
+from phoihop_common.errors import (
+    METRICS_ROUTE,
+    REQUIRED_KEY,
+    Health,
+    api_key_header,
+    error_responses,
+    unauthorized,
+)
+from phoihop_common.http import READINESS_RESPONSES, Readiness, readiness_response
 from phoihop_common.metrics import metrics_response
 from phoihop_ingest import bulk, responses
 from phoihop_ingest import openapi as docs
-from phoihop_ingest.app import Runtime, error_response
 from phoihop_ingest.exceptions import (
     BadRequestError,
     InvalidInputError,
     PayloadTooLargeError,
-    UnauthorizedError,
     UnavailableError,
     UnsupportedMediaTypeError,
 )
 from phoihop_ingest.idempotency import MAX_KEY_CHARS
+from phoihop_ingest.runtime import Runtime
 from phoihop_ingest.submissions import RECEIVED_TOPIC, SOURCE, Pending, submit_many
 from phoihop_ingest.validation import validate_submission
 from phoihop_schemas import textpolicy
@@ -58,20 +66,19 @@ class Caller:
     key: str
 
 
-def authenticate(request: Request, runtime: Runtime) -> Caller:
-    """The caller, by `X-API-Key`."""
-    key = request.headers.get(API_KEY_HEADER)
-    if not key:
-        raise UnauthorizedError("missing_api_key", f"send the agency's key in {API_KEY_HEADER}")
+def authenticate(key: str | None, runtime: Runtime) -> Caller:
+    """The caller owning the `X-API-Key`; 401 `missing_api_key` or `invalid_api_key`."""
     agency = runtime.keys.agency_for(key)
-    if agency is None:
-        raise UnauthorizedError("invalid_api_key", "unknown API key")
+    if agency is None or not key:
+        raise unauthorized(key)
     return Caller(agency=agency, key=key)
 
 
-async def get_caller(request: Request, runtime: RuntimeDep) -> Caller:
+async def get_caller(
+    runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]
+) -> Caller:
     """Authenticate by `X-API-Key`."""
-    return authenticate(request, runtime)
+    return authenticate(key, runtime)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -130,18 +137,46 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
 # --------------------------------------------------------------------------- submissions
 
 
+SUBMIT_ERRORS = error_responses(
+    400,
+    401,
+    413,
+    415,
+    422,
+    503,
+    notes={
+        422: "The submission is invalid: `error` names the first problem (`unknown_locality`,"
+        " `reporter_required`, `text_too_long`, `idempotency_key_reused` …), `detail` the"
+        " fields.",
+        503: "The broker or the database did not answer (`broker_unavailable`,"
+        " `database_unavailable`): retry after `Retry-After` seconds with the same"
+        " Idempotency-Key.",
+    },
+)
+ACCEPTED_HEADERS = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the answer to an earlier, identical submission",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
 @router.post(
     "/v1/recommendations",
     status_code=202,
     tags=["submissions"],
-    openapi_extra=docs.json_body(Submission),
+    response_model=docs.Accepted,
+    responses={202: {"headers": ACCEPTED_HEADERS}, **SUBMIT_ERRORS},
+    openapi_extra=docs.json_body(Submission)
+    | {"parameters": [docs.IDEMPOTENCY_PARAMETER], "security": REQUIRED_KEY},
 )
 async def submit(request: Request) -> JSONResponse:
     """Submit one recommendation; 202 `{id}` once the broker acknowledged it."""
     # The hot path resolves runtime and caller itself: FastAPI's dependency solving costs
-    # more per request than the lookups (authentication still comes first, as elsewhere).
+    # more per request than the lookups (authentication still comes first, as elsewhere;
+    # `security` above documents the same `X-API-Key` scheme the dependency declares).
     runtime: Runtime = request.app.state.runtime
-    caller = authenticate(request, runtime)
+    caller = authenticate(request.headers.get(API_KEY_HEADER), runtime)
     metrics = runtime.metrics
     settings = runtime.settings
     try:
@@ -179,9 +214,52 @@ async def submit(request: Request) -> JSONResponse:
     return JSONResponse({"id": outcome.id}, status_code=202, headers=headers)
 
 
-@router.post("/v1/recommendations/bulk", tags=["submissions"], openapi_extra=docs.BULK_BODY)
+BULK_INTERRUPTED = {
+    "anyOf": [
+        {"$ref": "#/components/schemas/ErrorBody"},
+        {"$ref": "#/components/schemas/BulkReport"},
+    ]
+}
+BULK_ERRORS = error_responses(
+    400,
+    401,
+    413,
+    415,
+    422,
+    503,
+    notes={
+        400: "A multipart body that cannot be parsed (`bad_request`).",
+        413: "The file is over the limit (`payload_too_large`) or has too many rows"
+        " (`too_many_rows`).",
+        415: "The format is not JSON lines, CSV or XLSX (`unsupported_format`).",
+        422: "The file cannot be read (`bad_encoding`, `missing_columns` …). When that (or the"
+        " row limit) happens part way, the body is a `BulkReport` whose `error` says why:"
+        " the rows before it stand.",
+        503: "The broker did not answer: the rows so far are in the `BulkReport`; send the"
+        " rest again (rows already accepted are recognised by their key).",
+    },
+)
+for _status in (422, 503):
+    BULK_ERRORS[_status]["content"] = {"application/json": {"schema": BULK_INTERRUPTED}}
+    del BULK_ERRORS[_status]["model"]
+BulkFormat = Annotated[
+    str | None,
+    Query(
+        description="`jsonl`, `csv` or `xlsx`; by default from the Content-Type or the file name",
+        max_length=10,
+    ),
+]
+
+
+@router.post(
+    "/v1/recommendations/bulk",
+    tags=["submissions"],
+    response_model=docs.BulkReport,
+    responses=BULK_ERRORS,
+    openapi_extra=docs.BULK_BODY | {"parameters": [docs.IDEMPOTENCY_PARAMETER]},
+)
 async def bulk_import(
-    request: Request, runtime: RuntimeDep, caller: CallerDep, format: str | None = None
+    request: Request, runtime: RuntimeDep, caller: CallerDep, format: BulkFormat = None
 ) -> JSONResponse:
     """Import a batch (JSON lines, CSV or XLSX; raw body or multipart field `file`)."""
     settings = runtime.settings
@@ -289,43 +367,61 @@ def _response_handler(
     return handler
 
 
-for _segment in responses.ACTIONS:
+RESPONSE_ERRORS = error_responses(
+    400,
+    401,
+    403,
+    404,
+    413,
+    415,
+    422,
+    503,
+    notes={
+        403: "Only the assignee may do this (`not_assignee`), or the action needs a role"
+        " the caller lacks (`forbidden_role`).",
+        404: "No such recommendation visible to the caller (`unknown_recommendation`).",
+        503: "Audit or the broker did not answer: retry after `Retry-After` seconds.",
+    },
+)
+WHO = {
+    "assignee": "the agency the recommendation is assigned to",
+    "triage": "a triage body",
+    "supervisor": "a supervisor",
+}
+
+for _segment, (_action, _model, _who) in responses.ACTIONS.items():
     router.add_api_route(
         f"/v1/recommendations/{{recommendation_id}}/{_segment}",
         _response_handler(_segment),
         methods=["POST"],
         status_code=202,
         tags=["responses"],
-        openapi_extra=docs.json_body(responses.ACTIONS[_segment][1]),
+        response_model=docs.ResponseAccepted,
+        responses=RESPONSE_ERRORS,
+        description=f"`{_action.value}`, by {WHO.get(_who, _who)}.",
+        openapi_extra=docs.json_body(_model) | {"parameters": [docs.IDEMPOTENCY_PARAMETER]},
     )
 
 
 # --------------------------------------------------------------------------- operations
 
 
-@router.get("/healthz", tags=["operations"])
+@router.get("/healthz", tags=["operations"], response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["operations"])
+@router.get("/readyz", tags=["operations"], response_model=Readiness, responses=READINESS_RESPONSES)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 once the producer and consumer are started and the database answers."""
-    parts = await runtime.ready()
-    ok = all(parts.values())
-    body: dict[str, Any] = {"ready": ok, **parts}
-    problem = runtime.consumer.problem()
-    if problem is not None:
-        ok = False
-        body.update(ready=False, reason="consumer_stuck", detail=problem)
-    return JSONResponse(body, status_code=200 if ok else 503)
+    return readiness_response(await runtime.ready())
 
 
-@router.get("/metrics", tags=["operations"])
+@router.get("/metrics", tags=["operations"], **METRICS_ROUTE)
 async def metrics() -> Response:
     """Prometheus metrics."""
     return metrics_response()
 
 
-__all__ = ["error_response", "router"]
+__all__ = ["router"]

@@ -6,11 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from starlette.responses import JSONResponse
 
-from phoihop_common.auth import API_KEY_HEADER
+from phoihop_common.errors import api_key_header, error_responses, unauthorized
+from phoihop_notify import openapi as docs
 from phoihop_notify import store
 from phoihop_notify.config import EVENT_TYPES
 from phoihop_notify.exceptions import InvalidSubscriptionError, ScopeNotAllowedError
@@ -19,22 +19,15 @@ from phoihop_notify.runtime import Runtime
 from phoihop_notify.ssrf import check_url
 from phoihop_schemas.textpolicy import check_text
 
-router = APIRouter(prefix="/v1")
-
-
-class ApiError(Exception):
-    """An error answered as `{"error": reason, "detail": ...}`."""
-
-    def __init__(self, status: int, reason: str, detail: Any = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-
-
-def error_response(status: int, reason: str, detail: Any = None) -> JSONResponse:
-    """The JSON error body every phoihop service uses."""
-    return JSONResponse({"error": reason, "detail": detail}, status_code=status)
+# Every /v1 route authenticates; these statuses can answer any of them.
+router = APIRouter(prefix="/v1", responses=error_responses(401))
+NOT_FOUND = {404: "No such subscription or delivery of the caller's (`not_found`)."}
+INVALID = {
+    422: "A field is invalid (`invalid_request`), an event type unknown"
+    " (`invalid_subscription`), or the URL refused (`url_not_allowed`: not an absolute"
+    f" http(s) URL, or a private address outside `{docs.ALLOWED_NETWORKS_ENV}`)."
+}
+SCOPE = {403: "`scope: jurisdiction` is for supervisors and triage bodies (`scope_not_allowed`)."}
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -47,20 +40,43 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def current_agency(
-    runtime: RuntimeDep,
-    x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
+    runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]
 ) -> str:
-    """The agency owning the presented API key, else 401."""
-    agency = runtime.api_keys.agency_for(x_api_key)
+    """The agency owning the presented API key; 401 `missing_api_key` or `invalid_api_key`."""
+    agency = runtime.api_keys.agency_for(key)
     if agency is None:
-        raise ApiError(401, "unauthorized", f"missing or unknown {API_KEY_HEADER}")
+        raise unauthorized(key)
     return agency
 
 
 AgencyDep = Annotated[str, Depends(current_agency)]
 # Ids are at most 64 characters and never hold control characters (PostgreSQL refuses NUL).
 Id = Annotated[str, Path(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Description = Annotated[str, AfterValidator(check_text), Field(max_length=500)]
+# The text policy of phoihop_schemas.textpolicy, and the URLs and event types notify takes,
+# in the schema (documentation: the validators below decide).
+TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
+Description = Annotated[
+    str,
+    AfterValidator(check_text),
+    Field(max_length=500, json_schema_extra={"pattern": TEXT_PATTERN}),
+]
+Url = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        description="absolute http(s) URL of a public address (or of a network in"
+        f" `{docs.ALLOWED_NETWORKS_ENV}`)",
+        json_schema_extra={"pattern": "^[hH][tT][tT][pP][sS]?://[^\\s]+$"},
+    ),
+]
+EventTypes = Annotated[
+    list[str],
+    Field(
+        description="[] = every event type",
+        json_schema_extra={"items": {"type": "string", "enum": sorted(EVENT_TYPES)}},
+    ),
+]
 
 
 class _In(BaseModel):
@@ -70,8 +86,8 @@ class _In(BaseModel):
 class SubscriptionIn(_In):
     """A new webhook endpoint."""
 
-    url: Annotated[str, Field(min_length=1, max_length=2000)]
-    event_types: list[str] = Field(default_factory=list, description="[] = every event type")
+    url: Url
+    event_types: EventTypes = Field(default_factory=list)
     scope: Scope = Scope.ADDRESSED
     description: Description | None = None
 
@@ -79,8 +95,8 @@ class SubscriptionIn(_In):
 class SubscriptionPatch(_In):
     """Changes to an endpoint (only the fields given)."""
 
-    url: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
-    event_types: list[str] | None = None
+    url: Url | None = None
+    event_types: EventTypes | None = None
     scope: Scope | None = None
     description: Description | None = None
     enabled: bool | None = None
@@ -105,7 +121,13 @@ def _check_scope(runtime: Runtime, agency: str, scope: Scope) -> None:
             raise ScopeNotAllowedError(f"{agency} is not a supervisor or triage body")
 
 
-@router.post("/subscriptions", status_code=201)
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    tags=["subscriptions"],
+    response_model=docs.SubscriptionWithSecret,
+    responses=error_responses(400, 403, 422, notes=SCOPE | INVALID),
+)
 async def create_subscription(
     body: SubscriptionIn, agency: AgencyDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -125,14 +147,19 @@ async def create_subscription(
     )
 
 
-@router.get("/subscriptions")
+@router.get("/subscriptions", tags=["subscriptions"], response_model=docs.Subscriptions)
 async def list_subscriptions(agency: AgencyDep, runtime: RuntimeDep) -> dict[str, Any]:
     """The caller's endpoints."""
     items = await asyncio.to_thread(store.list_subscriptions, runtime.engine, agency=agency)
     return {"items": items}
 
 
-@router.get("/subscriptions/{subscription_id}")
+@router.get(
+    "/subscriptions/{subscription_id}",
+    tags=["subscriptions"],
+    response_model=docs.Subscription,
+    responses=error_responses(404, 422, notes=NOT_FOUND),
+)
 async def get_subscription(
     subscription_id: Id, agency: AgencyDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -142,7 +169,12 @@ async def get_subscription(
     )
 
 
-@router.patch("/subscriptions/{subscription_id}")
+@router.patch(
+    "/subscriptions/{subscription_id}",
+    tags=["subscriptions"],
+    response_model=docs.Subscription,
+    responses=error_responses(400, 403, 404, 422, notes=SCOPE | NOT_FOUND | INVALID),
+)
 async def update_subscription(
     subscription_id: Id, body: SubscriptionPatch, agency: AgencyDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
@@ -165,7 +197,12 @@ async def update_subscription(
     )
 
 
-@router.delete("/subscriptions/{subscription_id}", status_code=204)
+@router.delete(
+    "/subscriptions/{subscription_id}",
+    status_code=204,
+    tags=["subscriptions"],
+    responses=error_responses(404, 422, notes=NOT_FOUND),
+)
 async def delete_subscription(subscription_id: Id, agency: AgencyDep, runtime: RuntimeDep) -> None:
     """Delete an endpoint; its pending deliveries are cancelled."""
     await asyncio.to_thread(
@@ -177,7 +214,12 @@ async def delete_subscription(subscription_id: Id, agency: AgencyDep, runtime: R
     )
 
 
-@router.post("/subscriptions/{subscription_id}/rotate-secret")
+@router.post(
+    "/subscriptions/{subscription_id}/rotate-secret",
+    tags=["subscriptions"],
+    response_model=docs.SubscriptionWithSecret,
+    responses=error_responses(404, 422, notes=NOT_FOUND),
+)
 async def rotate_secret(
     subscription_id: Id,
     agency: AgencyDep,
@@ -195,7 +237,12 @@ async def rotate_secret(
     )
 
 
-@router.get("/deliveries")
+@router.get(
+    "/deliveries",
+    tags=["deliveries"],
+    response_model=docs.Deliveries,
+    responses=error_responses(422),
+)
 async def list_deliveries(
     agency: AgencyDep,
     runtime: RuntimeDep,
@@ -215,7 +262,13 @@ async def list_deliveries(
     return {"items": items}
 
 
-@router.post("/deliveries/replay", status_code=202)
+@router.post(
+    "/deliveries/replay",
+    status_code=202,
+    tags=["deliveries"],
+    response_model=docs.Replayed,
+    responses=error_responses(422),
+)
 async def replay_since(agency: AgencyDep, runtime: RuntimeDep, since: datetime) -> dict[str, Any]:
     """Send again everything of the caller's that was dead-lettered since `since`."""
     count = await asyncio.to_thread(
@@ -229,7 +282,13 @@ async def replay_since(agency: AgencyDep, runtime: RuntimeDep, since: datetime) 
     return {"replayed": count}
 
 
-@router.post("/deliveries/{delivery_id}/replay", status_code=202)
+@router.post(
+    "/deliveries/{delivery_id}/replay",
+    status_code=202,
+    tags=["deliveries"],
+    response_model=docs.ReplayScheduled,
+    responses=error_responses(404, 422, notes=NOT_FOUND),
+)
 async def replay_one(delivery_id: Id, agency: AgencyDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Send one message again (same `webhook-id`)."""
     result = await asyncio.to_thread(

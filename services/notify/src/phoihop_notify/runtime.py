@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from phoihop_common.auth import ApiKeys
 from phoihop_common.config import Reference, load_reference
+from phoihop_common.http import Readiness, readiness
 from phoihop_common.kafka import ensure_topics, producer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.pii import load_pii_cipher
@@ -126,18 +127,15 @@ class Runtime:
         """Deliveries became due (replay)."""
         self.dispatcher.wake()
 
-    async def ready(self) -> tuple[bool, str]:
-        """Readiness: loops alive, consumer assigned, database reachable."""
-        if any(t.done() for t in self.tasks):
-            return False, "a background loop stopped"
-        if not self.consumer.assigned:
-            return False, "consumer has no partitions yet"
+    async def ready(self) -> Readiness:
+        """Readiness: loops alive, consumer assigned, database reachable, nothing stuck."""
+        checks = {
+            "loops": not any(t.done() for t in self.tasks),
+            "consumer": self.consumer.assigned,
+            "database": await asyncio.to_thread(store.ping, self.engine),
+        }
         problem = self.consumer.kit.problem()
-        if problem is not None:
-            return False, f"consumer stuck: {problem}"
-        if not await asyncio.to_thread(store.ping, self.engine):
-            return False, "database unreachable"
-        return True, "ready"
+        return readiness(checks, problem=None if problem is None else ("consumer_stuck", problem))
 
     async def stop(self) -> None:
         """Stop loops, leave the group, flush the producer, close connections."""

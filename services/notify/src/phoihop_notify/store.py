@@ -626,7 +626,7 @@ def create_subscription(
     }
     with engine.begin() as conn:
         conn.execute(insert(subscriptions).values(**row))
-    return get_subscription(engine, agency=agency, subscription_id=row["id"]) | {
+    return get_subscription(engine, agency=agency, subscription_id=str(row["id"])) | {
         "secret": row["secret"]
     }
 

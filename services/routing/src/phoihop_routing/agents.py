@@ -1,7 +1,11 @@
-"""The three routing stages and the deadline scan: decode, call the domain, emit.
+"""The four routing stages and the deadline scan: decode, call the domain, emit.
 
-Why three stages. A duplicate can arrive on any partition of `received` (it has another
-recommendation id), so the duplicate check cannot run where the case lives. Instead:
+Why these stages. A duplicate can arrive on any partition of `received` (it has another
+recommendation id), so the duplicate check cannot run where the case lives; and an agency's
+response arrives on whatever partition of `inbound.responses` its Kafka client chose (Java
+and aiokafka hash the key with murmur2, librdkafka's default is CRC32, a custom client may
+choose anything), so it cannot be applied where it lands either. Routing never depends on
+the producer's partitioner: everything stage 3 reads is written by routing itself. Instead:
 
 1. `on_received` (topic `received`, keyed by recommendation id) decodes, classifies
    (`classify.Classifier`) and sends a *candidate* (the received event, its classification
@@ -15,20 +19,33 @@ recommendation id), so the duplicate check cannot run where the case lives. Inst
    new case's signature, and sends the verdict (`route`: new, or duplicate of an open
    case) to ROUTING_COMMANDS keyed by recommendation id. It also applies `leave` (a case was
    closed or re-classified) and `join` (a triaged case got its real classification).
-3. `on_cases` (ROUTING_COMMANDS + INBOUND_RESPONSES + ROUTING_TIMERS, co-partitioned, keyed
-   by recommendation id) owns the table `cases` and is the single writer of every event
-   with sequence >= 2. It takes a batch of records, runs `lifecycle.apply` on each in
-   order (a case touched twice in the batch continues from its state earlier in the
-   batch), sends all the resulting events, awaits the broker's acknowledgements together,
-   then writes the new states. Events are acknowledged *before* the state is written, and
-   the batch's offsets are committed only after the writes, so a crash in between replays
-   the batch against the old states and re-emits the same events with the same
-   deterministic ids (consumers de-duplicate by id); a crash after the writes finds the
-   commands already applied (known case, response id in `processed`, tick no longer due)
-   and emits nothing. Effects between cases (a merged duplicate is linked to its open case,
-   which may live on another partition) are `link` commands keyed by the target case (and,
-   when that case was already answered, an `answer_of` command back to the duplicate), so
-   each case is still written by its own partition only.
+R. `on_responses` (INBOUND_RESPONSES, any partition, no state) re-keys agencies' responses:
+   it does the checks that need no case (CloudEvents headers, size, JSON, schema, type
+   `Response`, Kafka key = recommendation id) and dead-letters what fails, alone, with its
+   reason and its own coordinates; it forwards the rest *unchanged* (value, key, headers)
+   to ROUTING_COMMANDS with routing's producer (aiokafka's murmur2 partitioner, like every
+   other command), adding `phoihop_origin_topic/_partition/_offset` headers (any such
+   header an agency sent is dropped first). The batch's acknowledgements are awaited
+   before its offsets can be committed. So a response reaches the partition, and the
+   worker, that owns its case, whatever client produced it.
+3. `on_cases` (ROUTING_COMMANDS + ROUTING_TIMERS, co-partitioned with the `cases`
+   changelog, keyed by recommendation id) owns the table `cases` and is the single writer
+   of every event with sequence >= 2. It takes a batch of records, runs `lifecycle.apply`
+   on each in order (a case touched twice in the batch continues from its state earlier in
+   the batch), sends all the resulting events, awaits the broker's acknowledgements
+   together, then writes the new states. Events are acknowledged *before* the state is
+   written, and the batch's offsets are committed only after the writes, so a crash in
+   between replays the batch against the old states and re-emits the same events with the
+   same deterministic ids (consumers de-duplicate by id); a crash after the writes finds
+   the commands already applied (known case, response id in `processed`, tick no longer
+   due) and emits nothing. A response forwarded twice (stage R replayed after a crash, or
+   its batch re-sent) is therefore applied once. A forwarded response rejected here
+   (`not_assignee`, `unknown_recommendation`, ...) is dead-lettered as the inbound record
+   it came from (`origin_of`: topic, partition, offset, headers of the original).
+   Effects between cases (a merged duplicate is linked to its open case, which may live
+   on another partition) are `link` commands keyed by the target case (and, when that
+   case was already answered, an `answer_of` command back to the duplicate), so each case
+   is still written by its own partition only.
 
 Batches: every agent reads `stream.take_events(batch_max, within=batch_within)`; table
 writes name the partition of the record that caused them (`tables.PartitionedTable`),
@@ -40,7 +57,7 @@ rebalance) and sends `tick` commands to ROUTING_TIMERS; the state change happens
 `on_cases`, the only place faust allows table writes, and re-checks the deadline there.
 
 Anything that cannot be decoded or does not fit the state goes to the dead-letter topic
-with `dlq_*` headers and a reason (`DecodeError.reason`, `not_assignee`,
+with `dlq_*` headers and a reason (`DecodeError.reason`, `key_mismatch`, `not_assignee`,
 `unknown_recommendation`, `invalid_transition`, `answer_closed_case`, ...); the agents
 never crash on input.
 
@@ -49,17 +66,19 @@ every stage runs inside `Pipeline._guarded`. Any exception it raises (not only t
 rejections) is caught; broker trouble is retried `record_attempts` times in process, and
 then, or for anything else, that record alone is dead-lettered (`internal_error`,
 `invalid_text` for text that cannot be encoded) with the exception in `dlq_detail`, and
-its neighbours proceed. In stage 3 each record's messages are all built (encoded) before
-any is sent, so a failing record sends nothing, and its state is not part of the batch's
-writes; a broker that refuses an acknowledgement for good dead-letters the record whose
-message it was and the batch is re-run without it, while acknowledgements that time out
-retry the whole batch (same event ids) and mark the stage stuck for readiness.
+its neighbours proceed. In stages R and 3 each record's messages are all built (encoded)
+before any is sent, so a failing record sends nothing (in stage 3 its state is not part of
+the batch's writes); a broker that refuses an acknowledgement for good dead-letters the
+record whose message it was (`produce_failed`) and the batch is re-run without it, while
+acknowledgements that time out retry the whole batch (same event ids; a response sent
+twice is applied once) and mark the stage stuck for readiness.
 Dead letters go through `phoihop_common.dlq.dead_letter_message`, which summarises
 oversized values, and a dead letter that cannot be sent is logged and counted, never
 raised. `Pipeline.problem` tells readiness when a stage is stuck or its agent crashed.
 
 Internal topics carry plain JSON objects `{"op": ..., ...}` with header
-`phoihop_internal: 1`; the canonical and inbound topics carry CloudEvents (binary mode).
+`phoihop_internal: 1`, except the responses stage R forwards to ROUTING_COMMANDS, which
+stay CloudEvents (binary mode) like the canonical and inbound topics.
 """
 
 from __future__ import annotations
@@ -127,12 +146,20 @@ log = get_logger(__name__)
 # Stages (the `stage` label of the error metrics) and the faust agent that runs each.
 STAGE_RECEIVED = "received"
 STAGE_DEDUP = "dedup"
+STAGE_RESPONSES = "responses"
 STAGE_CASES = "cases"
 AGENT_NAMES: dict[str, str] = {
     STAGE_RECEIVED: "routing-received",
     STAGE_DEDUP: "routing-dedup",
+    STAGE_RESPONSES: "routing-responses",
     STAGE_CASES: "routing-cases",
 }
+
+# Where a response forwarded by stage R was read (stage 3 dead-letters it as that record).
+ORIGIN_PREFIX = "phoihop_origin_"
+ORIGIN_TOPIC = f"{ORIGIN_PREFIX}topic"
+ORIGIN_PARTITION = f"{ORIGIN_PREFIX}partition"
+ORIGIN_OFFSET = f"{ORIGIN_PREFIX}offset"
 
 # Broker trouble: the same work may succeed if tried again (the consumer kit's list).
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -216,6 +243,46 @@ class Incoming:
         return None
 
 
+def forward_headers(record: Incoming) -> list[tuple[str, bytes]]:
+    """Headers of a response forwarded by stage R: its own, then where it was read.
+
+    Origin headers the record already carries (an agency could send any) are dropped first.
+    """
+    own = [(k, v) for k, v in record.headers if not k.startswith(ORIGIN_PREFIX)]
+    return [
+        *own,
+        (ORIGIN_TOPIC, record.topic.encode()),
+        (ORIGIN_PARTITION, str(record.partition).encode()),
+        (ORIGIN_OFFSET, str(record.offset).encode()),
+    ]
+
+
+def origin_of(record: Incoming) -> Incoming:
+    """The record as it was read before stage R forwarded it (itself if not forwarded).
+
+    Trusted only on ROUTING_COMMANDS, which only routing writes: a dead letter of a
+    forwarded response names the inbound topic, partition and offset, with its headers.
+    """
+    if record.topic != ROUTING_COMMANDS.name:
+        return record
+    topic = record.header(ORIGIN_TOPIC)
+    partition = record.header(ORIGIN_PARTITION)
+    offset = record.header(ORIGIN_OFFSET)
+    if topic is None or partition is None or offset is None:
+        return record
+    try:
+        where = (topic.decode(), int(partition), int(offset))
+    except ValueError:  # UnicodeDecodeError included: not what stage R writes
+        return record
+    return dataclasses.replace(
+        record,
+        topic=where[0],
+        partition=where[1],
+        offset=where[2],
+        headers=tuple((k, v) for k, v in record.headers if not k.startswith(ORIGIN_PREFIX)),
+    )
+
+
 @dataclass(frozen=True)
 class RoutingMetrics:
     """Standard service metrics plus routing's own (names from contracts.md)."""
@@ -284,6 +351,23 @@ def parse_internal(record: Incoming) -> dict[str, Any]:
     return payload
 
 
+def decode_response(record: Incoming) -> Response:
+    """An agency's response, checked as far as it can be without its case.
+
+    Raises `codec.DecodeError` (headers, size, JSON, schema; `unexpected_type` for another
+    event) or `RejectedError("key_mismatch")`: the contract keys a response by its
+    recommendation id, which keeps one case's responses in order on one partition.
+    """
+    envelope = codec.decode(value=record.value, headers=record.headers, key=record.key)
+    if not isinstance(envelope.data, Response):
+        raise codec.DecodeError("unexpected_type", f"{envelope.type} on {record.topic}")
+    rec_id = envelope.data.recommendation_id
+    key = record.key.decode(errors="replace") if record.key else None
+    if key != rec_id:
+        raise RejectedError("key_mismatch", f"key {key!r} != recommendation {rec_id}")
+    return envelope.data
+
+
 def classification_dict(c: Classification) -> dict[str, Any]:
     """JSON form of a Classification (carried between stages)."""
     return {
@@ -350,8 +434,11 @@ class Pipeline:
         for stage, name in AGENT_NAMES.items():
             health = self.health.setdefault(stage, StageHealth())
             self.metrics.service.consumer_stuck.labels(name).set_function(
-                lambda h=health: 0.0 if self._stage_problem(h) is None else 1.0
+                functools.partial(self._stuck_value, health)
             )
+
+    def _stuck_value(self, health: StageHealth) -> float:
+        return 0.0 if self._stage_problem(health) is None else 1.0
 
     # ---------------------------------------------------------------- health
 
@@ -631,6 +718,94 @@ class Pipeline:
         if members is None or joining.recommendation_id not in members:
             self._add_member(bucket, joining, partition=partition)
 
+    # ---------------------------------------------------------------- stage R
+
+    async def on_responses(self, records: Sequence[Incoming]) -> None:
+        """Stage R: check a batch of inbound responses, forward them keyed by their case.
+
+        Each record is checked (`decode_response`: everything that needs no case state) and
+        dead-lettered alone if it fails (`_guarded`); the others are sent unchanged, with
+        their origin headers, to ROUTING_COMMANDS keyed by recommendation id. The broker's
+        acknowledgements are awaited before returning, so the offsets faust commits after
+        the batch are those of forwarded (or dead-lettered) records only. An acknowledgement
+        refused for good dead-letters its record (`produce_failed`); when some only failed
+        to arrive, the whole batch (but the dead letters) is sent again, in order, after a
+        backoff: stage 3 applies a response id once.
+        """
+        done: set[int] = set()  # dead-lettered: not sent again when the batch is re-run
+        attempt = 0
+        while True:
+            acks: list[tuple[int, Any]] = []
+            for index, record in enumerate(records):
+                if index in done:
+                    continue
+                work = functools.partial(self._forward, record, acks, index=index)
+                if not await self._guarded(STAGE_RESPONSES, record, work):
+                    done.add(index)
+            failed = await settle_acks(acks)
+            if not failed:
+                break
+            attempt += 1
+            await self._acks_failed(STAGE_RESPONSES, records, failed, done=done, attempt=attempt)
+            if failed.keys() <= done:
+                break  # only refusals, all dead-lettered: every other forward is acknowledged
+        self.health[STAGE_RESPONSES].retrying_since = None
+
+    async def _forward(self, record: Incoming, acks: list[tuple[int, Any]], *, index: int) -> bool:
+        started = time.perf_counter()
+        try:
+            response = decode_response(record)
+        except (codec.DecodeError, RejectedError) as exc:
+            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            return False
+        headers = forward_headers(record)
+        ack = await self.outbox.send(
+            topic=ROUTING_COMMANDS.name,
+            key=response.recommendation_id.encode(),
+            value=record.value or b"",
+            headers=headers,
+        )
+        self.metrics.service.produced.labels(ROUTING_COMMANDS.name).inc()
+        acks.append((index, ack))
+        self.metrics.service.consumed.labels(record.topic, "ok").inc()
+        self.metrics.service.processing.labels(record.topic).observe(time.perf_counter() - started)
+        return True
+
+    async def _acks_failed(
+        self,
+        stage: str,
+        records: Sequence[Incoming],
+        failed: Mapping[int, BaseException],
+        *,
+        done: set[int],
+        attempt: int,
+    ) -> None:
+        """After a batch's acknowledgements failed: dead-letter or back off before a re-run.
+
+        Records whose message the broker refused for good are dead-lettered (as the record
+        they came from, `origin_of`) and added to `done`; when it only failed to answer,
+        nothing is wrong with the records: the stage is marked retrying (readiness) and the
+        caller runs the whole batch again after a backoff.
+        """
+        refused = {i: exc for i, exc in failed.items() if not is_transient(exc)}
+        for index, exc in sorted(refused.items()):
+            self.record_error(stage, exc)
+            await self.dead_letter(
+                origin_of(records[index]), reason="produce_failed", detail=f"{stage}: {exc!r}"
+            )
+            done.add(index)
+        if refused:
+            return
+        health = self.health[stage]
+        self.record_error(stage, next(iter(failed.values())))
+        if health.retrying_since is None:
+            health.retrying_since = time.monotonic()
+        self.metrics.service.consumer_retries.labels(AGENT_NAMES[stage], "transient").inc()
+        log.warning(
+            "acks_failed_retrying_batch", stage=stage, attempt=attempt, error=health.last_error
+        )
+        await asyncio.sleep(self._backoff(attempt))
+
     # ---------------------------------------------------------------- stage 3
 
     async def on_case(self, record: Incoming) -> None:
@@ -651,38 +826,22 @@ class Pipeline:
         """
         done: set[int] = set()  # dead-lettered: not run again when the batch is re-run
         attempt = 0
-        health = self.health[STAGE_CASES]
         while True:
             batch = _CaseBatch()
             for index, record in enumerate(records):
                 if index in done:
                     continue
                 work = functools.partial(self._case, record, batch, index=index)
-                ok = await self._guarded(STAGE_CASES, record, work)
+                # a forwarded response fails as the inbound record it came from
+                ok = await self._guarded(STAGE_CASES, origin_of(record), work)
                 if not ok:
                     done.add(index)
             failed = await batch.settle()  # durable before the state says they happened
             if not failed:
                 break
             attempt += 1
-            refused = {i: exc for i, exc in failed.items() if not is_transient(exc)}
-            for index, exc in sorted(refused.items()):
-                self.record_error(STAGE_CASES, exc)
-                await self.dead_letter(
-                    records[index], reason="produce_failed", detail=f"{STAGE_CASES}: {exc!r}"
-                )
-                done.add(index)
-            if not refused:
-                # the broker did not answer: nothing is wrong with the records, try them all again
-                first = next(iter(failed.values()))
-                self.record_error(STAGE_CASES, first)
-                if health.retrying_since is None:
-                    health.retrying_since = time.monotonic()
-                name = AGENT_NAMES[STAGE_CASES]
-                self.metrics.service.consumer_retries.labels(name, "transient").inc()
-                log.warning("acks_failed_retrying_batch", attempt=attempt, error=health.last_error)
-                await asyncio.sleep(self._backoff(attempt))
-        health.retrying_since = None
+            await self._acks_failed(STAGE_CASES, records, failed, done=done, attempt=attempt)
+        self.health[STAGE_CASES].retrying_since = None
         for event in batch.emitted:
             self._count(event)
         for partition, state in batch.writes.values():
@@ -691,16 +850,17 @@ class Pipeline:
 
     async def _case(self, record: Incoming, batch: _CaseBatch, *, index: int) -> bool:
         started = time.perf_counter()
+        rejected = origin_of(record)  # what a dead letter names: the inbound record, if any
         try:
             rec_id, command = self._command(record)
         except codec.DecodeError as exc:
-            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            await self.dead_letter(rejected, reason=exc.reason, detail=exc.detail)
             return False
         except RejectedError as exc:
-            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            await self.dead_letter(rejected, reason=exc.reason, detail=exc.detail)
             return False
         except (InternalMessageError, KeyError, TypeError, ValueError) as exc:
-            await self.dead_letter(record, reason="bad_internal_message", detail=str(exc))
+            await self.dead_letter(rejected, reason="bad_internal_message", detail=str(exc))
             return False
         state = batch.state(rec_id)
         if state is None:
@@ -709,7 +869,7 @@ class Pipeline:
         try:
             outcome = apply(state, command, policy=self.policy, now=self.clock())
         except RejectedError as exc:
-            await self.dead_letter(record, reason=exc.reason, detail=exc.detail)
+            await self.dead_letter(rejected, reason=exc.reason, detail=exc.detail)
             return False
         # everything is encoded before anything is sent: a record that fails sends nothing
         messages = self._messages(outcome)
@@ -738,16 +898,9 @@ class Pipeline:
 
     def _command(self, record: Incoming) -> tuple[str, Command]:
         """The case a record is about and the command it carries."""
-        key = record.key.decode(errors="replace") if record.key else None
         if record.header("ce_type") is not None or record.header(INTERNAL_HEADER) is None:
-            envelope = codec.decode(value=record.value, headers=record.headers, key=record.key)
-            if not isinstance(envelope.data, Response):
-                raise codec.DecodeError("unexpected_type", f"{envelope.type} on {record.topic}")
-            rec_id = envelope.data.recommendation_id
-            if key != rec_id:
-                # another key lands on another partition, where this case's state is not
-                raise RejectedError("key_mismatch", f"key {key!r} != recommendation {rec_id}")
-            return rec_id, Respond(response=envelope.data)
+            response = decode_response(record)  # a response forwarded by stage R
+            return response.recommendation_id, Respond(response=response)
         payload = parse_internal(record)
         op = payload["op"]
         if op == "route":
@@ -856,7 +1009,10 @@ class Pipeline:
                 text=state.text, kind=state.kind, locality=state.locality
             )
             classification = dataclasses.replace(
-                guessed, category=state.category, level=state.level, agency=state.agency
+                guessed,
+                category=state.category or guessed.category,
+                level=state.level or guessed.level,
+                agency=state.agency or guessed.agency,
             )
             bucket = bucket_key(locality=state.locality, classification=classification)
             sig = signature(
@@ -954,14 +1110,7 @@ class _CaseBatch:
 
     async def settle(self) -> dict[int, BaseException]:
         """Await every acknowledgement; the first failure of each record, by record index."""
-        if not self.acks:
-            return {}
-        results = await asyncio.gather(*(ack for _, ack in self.acks), return_exceptions=True)
-        failed: dict[int, BaseException] = {}
-        for (index, _), result in zip(self.acks, results, strict=True):
-            if isinstance(result, BaseException):
-                failed.setdefault(index, result)
-        return failed
+        return await settle_acks(self.acks)
 
     def state(self, rec_id: str) -> CaseState | None:
         """The state a case reached earlier in this batch (None: not touched yet)."""
@@ -971,6 +1120,18 @@ class _CaseBatch:
     def changed(self, state: CaseState, *, partition: int) -> None:
         """Remember the case's new state (only its last state in the batch is written)."""
         self.writes[state.recommendation_id] = (partition, state)
+
+
+async def settle_acks(acks: Sequence[tuple[int, Any]]) -> dict[int, BaseException]:
+    """Await (record index, acknowledgement) pairs; the first failure of each record."""
+    if not acks:
+        return {}
+    results = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
+    failed: dict[int, BaseException] = {}
+    for (index, _), result in zip(acks, results, strict=True):
+        if isinstance(result, BaseException):
+            failed.setdefault(index, result)
+    return failed
 
 
 def _put(table: Any, key: str, value: Any, *, partition: int) -> None:

@@ -11,6 +11,12 @@
 - Delivery is at least once: Tansu has no transactions, so no `exactly_once`; the
   agents are idempotent instead (see `agents`). `broker_session_timeout` is lowered (10 s)
   so a killed worker's partitions move to a live one quickly.
+- Agents (see `agents`): `routing-received` (`received`), `routing-dedup` (ROUTING_DEDUP),
+  `routing-responses` (INBOUND_RESPONSES: checks agencies' responses and re-keys them onto
+  ROUTING_COMMANDS with this app's producer) and `routing-cases` (ROUTING_COMMANDS +
+  ROUTING_TIMERS). The case agent reads only topics routing writes itself, with faust's
+  (aiokafka's murmur2) partitioner, so a response reaches the worker owning its case
+  whatever partitioner the agency's Kafka client used.
 - Topics are created up front by the stack (`phoihop_common.kafka.ensure_topics`); they
   and the tables use `kafka_topic_partitions` partitions, which keeps the topics consumed
   by the case agent co-partitioned with the `cases` changelog.
@@ -36,6 +42,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from phoihop_common.config import Reference, load_reference
+from phoihop_common.http import readiness
 from phoihop_common.kafka import KafkaSettings, ssl_context
 from phoihop_common.metrics import metrics_response
 from phoihop_routing import web
@@ -44,6 +51,7 @@ from phoihop_routing.agents import (
     STAGE_CASES,
     STAGE_DEDUP,
     STAGE_RECEIVED,
+    STAGE_RESPONSES,
     Incoming,
     Pipeline,
     routing_metrics,
@@ -143,6 +151,7 @@ class Routing:
     received_agent: Any
     dedup_agent: Any
     case_agent: Any
+    responses_agent: Any
     cases: Any
     buckets: Any
 
@@ -152,7 +161,8 @@ class Routing:
 
     def problem(self) -> str | None:
         """Why a started worker is not fit to run: an agent dead or crashed, a stage stuck."""
-        for agent in (self.received_agent, self.dedup_agent, self.case_agent):
+        agents = (self.received_agent, self.dedup_agent, self.responses_agent, self.case_agent)
+        for agent in agents:
             problem = agent_problem(agent)
             if problem is not None:
                 return problem
@@ -245,7 +255,9 @@ def create_app(
 
     received_topic = raw_topic(CANONICAL["received"].name)
     dedup_topic = raw_topic(ROUTING_DEDUP.name)
-    case_topics = raw_topic(ROUTING_COMMANDS.name, INBOUND_RESPONSES.name, ROUTING_TIMERS.name)
+    responses_topic = raw_topic(INBOUND_RESPONSES.name)
+    # only topics routing writes (murmur2 on the recommendation id): never the agencies'
+    case_topics = raw_topic(ROUTING_COMMANDS.name, ROUTING_TIMERS.name)
     cases = partitioned_table(app, "cases", default=None, key_type=str)
     # one entry per open case of a bucket (see `tables`), not one growing list per bucket
     buckets = partitioned_table(
@@ -297,6 +309,16 @@ def create_app(
             pipeline.record_crash(STAGE_DEDUP, exc)
             raise
 
+    @app.agent(responses_topic, name=AGENT_NAMES[STAGE_RESPONSES])
+    async def responses_agent(stream: Any) -> Any:
+        try:
+            async for events in stream.take_events(batch_max, within=within):
+                await pipeline.on_responses([Incoming.of(e.message) for e in events])
+                yield len(events)
+        except Exception as exc:
+            pipeline.record_crash(STAGE_RESPONSES, exc)
+            raise
+
     @app.agent(case_topics, name=AGENT_NAMES[STAGE_CASES])
     async def case_agent(stream: Any) -> Any:
         try:
@@ -314,6 +336,7 @@ def create_app(
         received_agent=received_agent,
         dedup_agent=dedup_agent,
         case_agent=case_agent,
+        responses_agent=responses_agent,
         cases=cases,
         buckets=buckets,
     )
@@ -336,11 +359,14 @@ def create_app(
     @app.page("/readyz")
     async def readyz(self: View, request: Request) -> Response:
         if not routing.ready():
-            return self.json({"status": "starting"}, status=503)
-        problem = routing.problem()
-        if problem is not None:
-            return self.json({"status": "not_ready", "reason": problem}, status=503)
-        return self.json({"status": "ready"})
+            ready = readiness(starting=True)
+        else:
+            problem = routing.problem()
+            ready = readiness(
+                {"worker": True},
+                problem=None if problem is None else ("consumer_stuck", problem),
+            )
+        return self.json(ready.model_dump(mode="json"), status=ready.http_status)
 
     @app.page("/metrics")
     async def metrics_page(self: View, request: Request) -> Response:
@@ -358,8 +384,9 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's worker consumer with a short fetch wait.
 
     faust hard-codes `fetch_max_wait_ms=1500`; a broker that holds an empty fetch for the
-    full wait (Tansu does) then adds up to 1.5 s per hop, and routing has three hops
-    (received → dedup → commands). aiokafka reads the value when the consumer starts.
+    full wait (Tansu does) then adds up to 1.5 s per hop, and routing has several hops
+    (received → dedup → commands; responses → commands). aiokafka reads the value when
+    the consumer starts.
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:

@@ -7,11 +7,19 @@ The rules live in `deploy/config/routing_rules.yaml` (see its header). One match
   statistical component adds `vocabulary_weight` x a token score derived only from the rules'
   own terms and the categories' "covers" lists (it helps on wording the rules do not list,
   and alone it can only give a low-confidence guess). Thanks or nothing placeable -> KHAC.
+- Text: abbreviations and teencode are written out first (`textmatch.Normaliser`, data in
+  `deploy/config/abbreviations.yaml`), so "ko dc rut BHXH" reads like the formal wording.
+- Words in passing: a category term right after a place or destination marker ("cạnh nhà
+  văn hóa", "đi chợ", "ra đến đường tỉnh") counts a fraction (`in_passing` of the rules);
+  a term inside a longer matched term of another rule does not count at all ("nước thải
+  chăn nuôi" is pollution, not livestock).
 - Level (LABELING §1): a trung_uong rule wins first; otherwise the level hints of the winning
   category's rules and the generic hints are weighed (xa vs tinh), default tinh.
 - Agency (LABELING §2): derived from level and category, never chosen freely.
-- Confidence in [0, 1] from the margin over the runner-up and the amount of evidence; the
-  engine sends anything under its threshold (default `triage_below` of the rules) to triage.
+- Confidence in [0, 1] that the *agency* is right: the margin over the best category that
+  would be routed elsewhere (at xa and trung_uong every field goes to the same body, so
+  only the unplaced category competes there) and the amount of evidence; the engine sends
+  anything under its threshold (default `triage_below` of the rules) to triage.
 """
 
 from __future__ import annotations
@@ -27,13 +35,23 @@ from phoihop_routing.rules import (
     CompiledRule,
     Hit,
     RoutingRules,
+    Rule,
     RuleIndex,
     load_rules,
 )
-from phoihop_routing.textmatch import MatchText, exact_phrase, fold_phrase
+from phoihop_routing.textmatch import (
+    ABBREVIATIONS_FILE,
+    MatchText,
+    Normaliser,
+    exact_phrase,
+    fold_phrase,
+    load_abbreviations,
+)
 from phoihop_schemas.events import Decision, Kind, Level
 
 TRIAGE_AGENCY = "TT_HDND"
+# rules weighing less are generic hints, not concepts that paraphrases share
+CONCEPT_WEIGHT = 1.5
 FORWARDER_AGENCY = "DOAN_DBQH"
 
 # Words that carry no field on their own (report boilerplate, function words); the
@@ -62,6 +80,9 @@ class Classification:
     # trung_uong because of a national rule or policy (not a national road): such a concern
     # is the same wherever it is raised, so duplicates are looked for province-wide
     national_scope: bool = False
+    # tinh because of a provincial rule or programme (a support level, a council
+    # resolution): the same concern in every commune, duplicates looked for province-wide
+    province_scope: bool = False
     # ids of the category rules that matched: concepts shared by paraphrases
     concepts: tuple[str, ...] = field(default=())
     # the matched rules of the chosen category only: what the concern is about
@@ -69,6 +90,42 @@ class Classification:
     # how the matter arrived: never changes the decision, but a denunciation (to_cao) is
     # kept apart by duplicate detection (`duplicates.compare`)
     kind: Kind | None = None
+    # the prepared text (normalised, folded): `duplicates.signature` reuses it
+    text: MatchText | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _LevelHits:
+    """The level rules that matched one text: the first trung_uong one, the other hints."""
+
+    national: tuple[Rule, Hit] | None
+    hints: tuple[Hit, ...]
+    province: bool  # a province_scope rule matched
+
+    @classmethod
+    def of(cls, rules: tuple[CompiledRule, ...], hits: list[Hit | None]) -> _LevelHits:
+        national = None
+        hints = []
+        province = False
+        for rule, hit in zip(rules, hits, strict=True):
+            if hit is None:
+                continue
+            if rule.rule.level is Level.TRUNG_UONG:
+                national = national or (rule.rule, hit)
+            else:
+                hints.append(hit)
+                province = province or rule.rule.province_scope
+        return cls(national=national, hints=tuple(hints), province=province)
+
+
+@dataclass(frozen=True)
+class _LevelDecision:
+    level: Level
+    rule: str
+    confidence: float
+    national: bool
+    evidence: list[str]
+    national_hit: Hit | None = None
 
 
 @dataclass(frozen=True)
@@ -87,24 +144,47 @@ class _CategoryScore:
 class Classifier:
     """Applies the routing rules of one deployment."""
 
-    def __init__(self, *, rules: RoutingRules, reference: Reference) -> None:
+    def __init__(
+        self,
+        *,
+        rules: RoutingRules,
+        reference: Reference,
+        normaliser: Normaliser | None = None,
+    ) -> None:
         rules.check_categories(known=(c.code for c in reference.categories))
         self.rules = rules
         self.reference = reference
+        self.normaliser = normaliser or Normaliser.empty()
         self._levels = tuple(CompiledRule.of(r) for r in rules.levels)
-        self._categories = tuple(CompiledRule.of(r) for r in rules.categories)
+        self._categories = tuple(
+            CompiledRule.of(r, in_passing=rules.in_passing) for r in rules.categories
+        )
         self._level_index = RuleIndex(self._levels)
         self._category_index = RuleIndex(self._categories)
         self._vocabulary = _vocabulary(rules=rules, reference=reference, toned=False)
         self._vocabulary_toned = _vocabulary(rules=rules, reference=reference, toned=True)
+        self._agency_codes = frozenset(reference.agency_codes)
         self._triage = _agency_with_role(reference, "triage", TRIAGE_AGENCY)
         self._forwarder = _agency_with_role(reference, "forwarder", FORWARDER_AGENCY)
 
     @classmethod
-    def from_config(cls, *, reference: Reference, rules_path: Path | None = None) -> Classifier:
-        """Load `<config_dir>/routing_rules.yaml` (or `rules_path`) and validate it."""
-        path = rules_path or Path(reference.config_dir) / RULES_FILE
-        return cls(rules=load_rules(path), reference=reference)
+    def from_config(
+        cls,
+        *,
+        reference: Reference,
+        rules_path: Path | None = None,
+        abbreviations_path: Path | None = None,
+    ) -> Classifier:
+        """Load `<config_dir>/routing_rules.yaml` and `abbreviations.yaml` (or the paths
+        given) and validate them."""
+        config_dir = Path(reference.config_dir)
+        path = rules_path or config_dir / RULES_FILE
+        normaliser = load_abbreviations(abbreviations_path or config_dir / ABBREVIATIONS_FILE)
+        return cls(rules=load_rules(path), reference=reference, normaliser=normaliser)
+
+    def prepare(self, text: str) -> MatchText:
+        """The text as the rules and duplicate signatures see it (abbreviations written out)."""
+        return MatchText.of(text, normaliser=self.normaliser)
 
     @property
     def version(self) -> str:
@@ -118,7 +198,7 @@ class Classifier:
 
     def classify(self, *, text: str, kind: Kind, locality: str) -> Classification:
         """Category, level and agency of a text (kind never changes them, LABELING §5)."""
-        mt = MatchText.of(text)
+        mt = self.prepare(text)
         scores = self._score_categories(mt)
         unplaced = self.rules.unplaced_category
         # exact ties are broken by category code so a replay decides the same way
@@ -130,20 +210,34 @@ class Classifier:
         khac_score = khac.total if khac else 0.0
         best = placed[0] if placed else None
         if best is None or best.total < 1.0 or best.total <= khac_score:
-            return self._unplaced(khac=khac, best=best, locality=locality, kind=kind)
+            return self._unplaced(khac=khac, best=best, locality=locality, kind=kind, mt=mt)
 
-        runner_up = max(
-            [s.total for s in placed[1:]] + [khac_score],
-            default=0.0,
-        )
-        category_conf = _confidence(best.total, runner_up)
-        if best.rules == 0.0:
-            category_conf = min(category_conf, 0.35)  # a statistical guess only
-        level, level_rule, level_conf, national, level_evidence = self._level(mt, best)
-        agency = self.agency_for(category=best.category, level=level, locality=locality)
-        if level is Level.XA and agency == self._triage:
+        level_hits = _LevelHits.of(self._levels, self._level_index.hits(mt))
+        level = self._level(best, level_hits)
+        agency = self.agency_for(category=best.category, level=level.level, locality=locality)
+        level_conf = level.confidence
+        level_evidence = level.evidence
+        if level.level is Level.XA and agency == self._triage:
             level_evidence.append(f"unknown locality {locality!r}: no commune committee")
             level_conf = 0.0
+        # the runner-up that matters is the best field routed to another body
+        rival, rival_score = None, khac_score
+        # at trung_uong every field goes to the NA delegation: only the unplaced competes
+        for other in placed[1:] if level.national_hit is None else ():
+            if other.total <= rival_score:
+                break
+            other_level = self._level(other, level_hits, explain=False).level
+            if self.agency_for(category=other.category, level=other_level, locality=locality) != (
+                agency
+            ):
+                rival, rival_score = other, other.total
+                break
+        # a national rule's request goes to the NA delegation whatever its field: the
+        # national evidence also says it is a placeable matter
+        amount = best.total + (level.national_hit.score if level.national_hit else 0.0)
+        category_conf = _confidence(amount, rival_score)
+        if best.rules == 0.0:
+            category_conf = min(category_conf, 0.35)  # a statistical guess only
         top_rule = max(best.hits, key=lambda h: h.score).rule.id if best.hits else "vocabulary"
         evidence = [_describe(h) for h in sorted(best.hits, key=lambda h: -h.score)]
         if best.tokens:
@@ -151,20 +245,37 @@ class Classifier:
         evidence += level_evidence
         if len(placed) > 1 and placed[1].total > 0:
             evidence.append(f"runner-up {placed[1].category} {placed[1].total:.2f}")
+        if rival is not None and rival is not placed[1]:
+            evidence.append(f"routed elsewhere: {rival.category} {rival.total:.2f}")
+        province = level.level is Level.TINH and level_hits.province
+        if province:
+            evidence.append("scope: a provincial rule or programme (province-wide)")
         return Classification(
             category=best.category,
-            level=level,
+            level=level.level,
             agency=agency,
             decision=Decision(
-                rule=f"{top_rule} + {level_rule}",
+                rule=f"{top_rule} + {level.rule}",
                 version=self.rules.version,
                 evidence=tuple(evidence),
                 confidence=round(min(category_conf, level_conf), 3),
             ),
-            national_scope=national,
-            concepts=tuple(sorted(h.rule.id for s in scores.values() for h in s.hits)),
-            field_concepts=tuple(sorted(h.rule.id for h in best.hits)),
+            national_scope=level.national,
+            province_scope=province,
+            # what the text is about: specific rules with a term not merely in passing
+            # (generic hints such as "công an", "ô nhiễm" are no concept of their own)
+            concepts=tuple(
+                sorted(
+                    h.rule.id
+                    for s in scores.values()
+                    for h in s.hits
+                    if h.full_terms and h.rule.weight >= CONCEPT_WEIGHT
+                )
+            ),
+            field_concepts=tuple(sorted(h.rule.id for h in best.hits if h.full_terms))
+            or tuple(sorted(h.rule.id for h in best.hits)),
             kind=kind,
+            text=mt,
         )
 
     def agency_for(self, *, category: str, level: Level, locality: str) -> str:
@@ -175,15 +286,15 @@ class Classifier:
             return self._forwarder
         if level is Level.XA:
             code = commune_agency_code(locality)
-            return code if code in self.reference.agency_codes else self._triage
+            return code if code in self._agency_codes else self._triage
         return self.reference.category(category).agency
 
     # ------------------------------------------------------------------ internals
 
     def _score_categories(self, mt: MatchText) -> dict[str, _CategoryScore]:
         hits: dict[str, list[Hit]] = defaultdict(list)
-        for hit in self._category_index.hits(mt):
-            if hit is not None and hit.rule.category is not None:
+        for hit in _longest_terms([h for h in self._category_index.hits(mt) if h is not None]):
+            if hit.rule.category is not None:
                 hits[hit.rule.category].append(hit)
         vocab_scores, vocab_tokens = self._vocabulary_scores(mt)
         weight = self.rules.vocabulary_weight
@@ -215,39 +326,33 @@ class Classifier:
         return scores, tokens
 
     def _level(
-        self, mt: MatchText, best: _CategoryScore
-    ) -> tuple[Level, str, float, bool, list[str]]:
-        level_rule_hits = list(zip(self._levels, self._level_index.hits(mt), strict=True))
-        for rule, hit in level_rule_hits:
-            if rule.rule.level is not Level.TRUNG_UONG:
-                continue
-            if hit is not None:
-                return (
-                    Level.TRUNG_UONG,
-                    rule.rule.id,
-                    0.9 if len(hit.terms) == 1 else 0.97,
-                    rule.rule.national_scope,
-                    [_describe(hit)],
-                )
+        self, best: _CategoryScore, level_hits: _LevelHits, *, explain: bool = True
+    ) -> _LevelDecision:
+        if level_hits.national is not None:
+            rule, hit = level_hits.national
+            return _LevelDecision(
+                level=Level.TRUNG_UONG,
+                rule=rule.id,
+                confidence=0.9 if len(hit.terms) == 1 else 0.97,
+                national=rule.national_scope,
+                evidence=[_describe(hit)] if explain else [],
+                national_hit=hit,
+            )
         weighed: dict[Level, float] = defaultdict(float)
         evidence = []
-        level_hits = [h for h in best.hits if h.rule.level is not None]
-        for rule, hit in level_rule_hits:
-            if rule.rule.level is Level.TRUNG_UONG:
-                continue
-            if hit is not None:
-                level_hits.append(hit)
-        for hit in level_hits:
+        hints = [h for h in best.hits if h.rule.level is not None]
+        for hit in (*hints, *level_hits.hints):
             assert hit.rule.level is not None
             weighed[hit.rule.level] += hit.score
-            evidence.append(f"level {hit.rule.level.value} {_describe(hit)}")
+            if explain:
+                evidence.append(f"level {hit.rule.level.value} {_describe(hit)}")
         xa, tinh = weighed[Level.XA], weighed[Level.TINH]
         if xa == tinh == 0.0:
             default = self.rules.default_level
-            return default, f"level.default.{default.value}", 0.75, False, evidence
+            return _LevelDecision(default, f"level.default.{default.value}", 0.75, False, evidence)
         level = Level.XA if xa > tinh else Level.TINH
         conf = max(xa, tinh) / (xa + tinh)
-        return level, f"level.weighed.{level.value}", conf, False, evidence
+        return _LevelDecision(level, f"level.weighed.{level.value}", conf, False, evidence)
 
     def _unplaced(
         self,
@@ -256,6 +361,7 @@ class Classifier:
         best: _CategoryScore | None,
         locality: str,
         kind: Kind | None,
+        mt: MatchText,
     ) -> Classification:
         code = self.rules.unplaced_category
         if khac is not None and khac.hits:
@@ -279,6 +385,7 @@ class Classifier:
                 confidence=round(conf, 3),
             ),
             kind=kind,
+            text=mt,
         )
 
 
@@ -292,8 +399,30 @@ def _confidence(best: float, runner_up: float) -> float:
 
 
 def _describe(hit: Hit) -> str:
-    """'gt.local_road +3.0: duong lien thon' — a rule and the terms it matched."""
-    return f"{hit.rule.id} +{hit.score:g}: {', '.join(hit.terms)}"
+    """'gt.local_road +3: duong lien thon' — a rule and the terms it matched."""
+    text = f"{hit.rule.id} +{hit.score:.3g}: {', '.join(hit.full_terms)}"
+    if hit.passing:
+        text += f"{'; ' if hit.full_terms else ''}in passing {', '.join(hit.passing)}"
+    return text
+
+
+def _longest_terms(hits: list[Hit]) -> list[Hit]:
+    """Drop a matched term that lies inside a longer matched term of another field.
+
+    "nước thải chăn nuôi" (pollution) contains "chăn nuôi" (livestock): the longer phrase
+    says what the words mean here, the shorter one does not count on its own.
+    """
+    if len(hits) < 2:
+        return hits
+    out = []
+    for hit in hits:
+        category = hit.rule.category
+        others = [f" {t} " for h in hits if h.rule.category != category for t in h.terms]
+        dropped = {t for t in hit.terms if any(f" {t} " in o and f" {t} " != o for o in others)}
+        kept = hit.without(dropped) if dropped else hit
+        if kept is not None:
+            out.append(kept)
+    return out
 
 
 def _agency_with_role(reference: Reference, role: str, fallback: str) -> str:

@@ -1,12 +1,24 @@
-"""`python -m phoihop_routing.evaluate [--corpus PATH] [--json]`: routing accuracy and
-duplicate precision/recall on a labelled corpus (LABELING.md format).
+"""`python -m phoihop_routing.evaluate [--corpus PATH ...] [--json]`: routing accuracy and
+duplicate precision/recall on labelled corpora (LABELING.md format).
+
+Without `--corpus`: `PHOIHOP_EVAL_CORPUS`, else every corpus of the checkout's `corpus/`
+(`dev.jsonl`, `written.jsonl`) that is present, else `../shared/corpus/dev.jsonl`.
 
 Each record goes, in file order, through the functions the agents call: classify ->
-bucket_key -> signature -> find_duplicate against the still-open cases of its bucket. A
-merged record joins its target's group; otherwise it opens a case. Pairs of records in the
-same final group are compared with the corpus' duplicate groups. A labelled pair that the
-denunciation rule forbids merging (a `to_cao` with another kind or another commune,
-`duplicates.denunciation_veto`) is withheld: reported apart, not counted as missed.
+bucket_key -> signature -> the bucket's `DuplicateIndex.rank` against the still-open cases
+of its bucket (its first candidate, when its verdict is "merge", is what `find` returns).
+A merged record joins its target's group; otherwise it opens a case and gets up to three
+suggested open cases (below the merge bar, above the suggestion bar). Pairs of
+records in the same final group are compared with the corpus' duplicate groups:
+
+- automatic merges: precision and recall of the machine's merges alone;
+- with suggestions: recall when a person confirms every suggestion that is right (the
+  labelled group of the suggested case is the record's) - the machine's merges plus the
+  confirmed top-3 suggestions; and how many suggestions were shown, and how many were right.
+
+A labelled pair that the denunciation rule forbids merging (a `to_cao` with another kind
+or another commune, `duplicates.denunciation_veto`) is withheld: reported apart, not
+counted as missed.
 """
 
 from __future__ import annotations
@@ -24,37 +36,22 @@ from pathlib import Path
 from phoihop_common.config import default_config_dir, load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import (
+    MERGE,
+    SUGGESTIONS,
     CaseSignature,
+    DuplicateIndex,
     bucket_key,
     denunciation_veto,
-    find_duplicate,
     signature,
 )
+from phoihop_routing.labelled import TRIAGE_AGENCY, Prediction, Record
 from phoihop_schemas.events import Kind
 
 CORPUS_ENV = "PHOIHOP_EVAL_CORPUS"
-TRIAGE_AGENCY = "TT_HDND"
 
 
 class CorpusError(Exception):
     """The corpus file is missing or a line is not a labelled record."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One labelled recommendation."""
-
-    id: str
-    kind: Kind
-    locality: str
-    text: str
-    category: str
-    level: str
-    agency: str
-    group: str | None
-    channel: str = "tiep_xuc_cu_tri"
-    reporter: dict[str, str] | None = None
-    submitted_at: str | None = None
 
 
 @dataclass
@@ -75,20 +72,40 @@ class Report:
     duplicate_pairs_correct: int
     # labelled pairs the denunciation rule never merges (not in expected, precision, recall)
     duplicate_pairs_withheld: int = 0
+    # automatic merges plus the suggestions a person would confirm (the right ones)
+    recall_with_suggestions: float = 0.0
+    duplicate_pairs_with_suggestions: int = 0
+    suggestions_shown: int = 0
+    suggestions_correct: int = 0
+    records_with_suggestions: int = 0
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     misclassified: list[dict[str, str]] = field(default_factory=list)
     wrong_pairs: list[list[str]] = field(default_factory=list)
     missed_pairs: list[list[str]] = field(default_factory=list)
     withheld_pairs: list[list[str]] = field(default_factory=list)
+    # labelled pairs found only through a confirmed suggestion
+    suggested_pairs: list[list[str]] = field(default_factory=list)
+
+
+# the checkout's own labelled sets, evaluated by default in this order
+REPO_CORPORA = ("dev.jsonl", "written.jsonl")
+
+
+def default_corpora() -> list[Path]:
+    """`PHOIHOP_EVAL_CORPUS` (paths separated by the OS path separator), else the corpora of
+    the checkout's `corpus/` that are present, else `../shared/corpus/dev.jsonl`."""
+    env = os.environ.get(CORPUS_ENV)
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    repo_root = default_config_dir().resolve().parent.parent
+    present = [repo_root / "corpus" / name for name in REPO_CORPORA]
+    present = [p for p in present if p.is_file()]
+    return present or [repo_root.parent / "shared" / "corpus" / "dev.jsonl"]
 
 
 def default_corpus() -> Path:
-    """`PHOIHOP_EVAL_CORPUS`, else `../shared/corpus/dev.jsonl` next to the checkout."""
-    env = os.environ.get(CORPUS_ENV)
-    if env:
-        return Path(env)
-    repo_root = default_config_dir().resolve().parent.parent
-    return repo_root.parent / "shared" / "corpus" / "dev.jsonl"
+    """The first of `default_corpora()` (the development set when present)."""
+    return default_corpora()[0]
 
 
 def load_corpus(path: Path) -> list[Record]:
@@ -124,25 +141,20 @@ def load_corpus(path: Path) -> list[Record]:
     return records
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """What the pipeline decided for one record; `group` = the case it ended up in."""
-
-    category: str
-    level: str
-    agency: str
-    group: str
-    rule: str = ""
-    below_triage: bool = False
-
-
-def evaluate(*, records: Sequence[Record], classifier: Classifier, corpus: str = "") -> Report:
+def evaluate(
+    *,
+    records: Sequence[Record],
+    classifier: Classifier,
+    corpus: str = "",
+    suggestions: int = SUGGESTIONS,
+) -> Report:
     """Run the records through the routing functions (in file order) and score them.
 
     A record below the triage confidence counts with the agency the engine gives it
-    (TT_HDND), as it would be routed.
+    (TT_HDND), as it would be routed. A record that is not merged gets up to `suggestions`
+    suggested open cases.
     """
-    open_cases: dict[str, list[CaseSignature]] = defaultdict(list)
+    open_cases: dict[str, DuplicateIndex] = defaultdict(DuplicateIndex)
     predictions: dict[str, Prediction] = {}
     for rec in records:
         c = classifier.classify(text=rec.text, kind=rec.kind, locality=rec.locality)
@@ -151,12 +163,17 @@ def evaluate(*, records: Sequence[Record], classifier: Classifier, corpus: str =
         sig = signature(
             recommendation_id=rec.id, text=rec.text, locality=rec.locality, classification=c
         )
-        found = find_duplicate(candidate=sig, open_cases=open_cases[key])
-        if found is None:
-            group = rec.id
-            open_cases[key].append(sig)
+        bucket = open_cases[key]
+        # one search: the first candidate is the merge `find` would make, the others are
+        # suggestions when there is no merge
+        ranked = bucket.rank(candidate=sig, limit=max(1, suggestions))
+        suggested: tuple[str, ...] = ()
+        if ranked and ranked[0].verdict == MERGE:
+            group = predictions[ranked[0].recommendation_id].group
         else:
-            group = predictions[found[0].recommendation_id].group
+            group = rec.id
+            suggested = tuple(r.recommendation_id for r in ranked[:suggestions])
+            bucket.add(sig)
         predictions[rec.id] = Prediction(
             category=c.category,
             level=c.level.value,
@@ -164,6 +181,7 @@ def evaluate(*, records: Sequence[Record], classifier: Classifier, corpus: str =
             group=group,
             rule=c.decision.rule,
             below_triage=below,
+            suggested=suggested,
         )
     return score(
         records=records, predictions=predictions, corpus=corpus, rules_version=classifier.version
@@ -201,6 +219,8 @@ def score(
     withheld = _withheld(labelled, records)
     expected = labelled - withheld
     correct = predicted & expected
+    confirmed, shown, right, asked = _confirmed_suggestions(records, predictions)
+    with_suggestions = confirmed & expected
     n = len(records) or 1
     return Report(
         corpus=corpus,
@@ -216,12 +236,52 @@ def score(
         duplicate_pairs_found=len(predicted),
         duplicate_pairs_correct=len(correct),
         duplicate_pairs_withheld=len(withheld),
+        recall_with_suggestions=(
+            round(len(with_suggestions) / len(expected), 4) if expected else 1.0
+        ),
+        duplicate_pairs_with_suggestions=len(with_suggestions),
+        suggestions_shown=shown,
+        suggestions_correct=right,
+        records_with_suggestions=asked,
         confusion={k: dict(v) for k, v in sorted(confusion.items())},
         misclassified=misclassified,
         wrong_pairs=[list(p) for p in sorted(predicted - expected)],
         missed_pairs=[list(p) for p in sorted(expected - predicted)],
         withheld_pairs=[list(p) for p in sorted(withheld)],
+        suggested_pairs=[list(p) for p in sorted(with_suggestions - correct)],
     )
+
+
+def _confirmed_suggestions(
+    records: Sequence[Record], predictions: dict[str, Prediction]
+) -> tuple[set[tuple[str, str]], int, int, int]:
+    """Pairs in one group once a person confirms every right suggestion (`merge_into`).
+
+    A suggestion is right when the suggested case and the record carry the same labelled
+    group. Returns the pairs, the suggestions shown, the right ones and the records that
+    got at least one.
+    """
+    label = {r.id: r.group for r in records}
+    parent = {r.id: predictions[r.id].group for r in records}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for r in records:  # merged records point at their case (a root)
+        parent.setdefault(parent[r.id], parent[r.id])
+    shown = right = asked = 0
+    for r in records:
+        suggested = predictions[r.id].suggested
+        shown += len(suggested)
+        asked += bool(suggested)
+        for case in suggested:
+            if case in label and label[r.id] is not None and label[case] == label[r.id]:
+                right += 1
+                parent[root(r.id)] = root(case)
+    return _pairs((r.id, root(r.id)) for r in records), shown, right, asked
 
 
 def _withheld(pairs: set[tuple[str, str]], records: Sequence[Record]) -> set[tuple[str, str]]:
@@ -249,10 +309,14 @@ def render(report: Report) -> str:
         f"level accuracy     {report.level_accuracy:.3f}",
         f"agency accuracy    {report.agency_accuracy:.3f}",
         f"below triage threshold: {report.below_triage_threshold}",
-        f"duplicates: precision {report.duplicate_precision:.3f}, "
+        f"automatic merges: precision {report.duplicate_precision:.3f}, "
         f"recall {report.duplicate_recall:.3f} "
         f"({report.duplicate_pairs_correct} correct of {report.duplicate_pairs_found} found, "
         f"{report.duplicate_pairs_expected} expected pairs)",
+        f"with top-{SUGGESTIONS} suggestions: recall {report.recall_with_suggestions:.3f} "
+        f"({report.duplicate_pairs_with_suggestions} of {report.duplicate_pairs_expected} "
+        f"pairs; {report.suggestions_shown} suggestions shown to "
+        f"{report.records_with_suggestions} records, {report.suggestions_correct} right)",
         f"withheld: {report.duplicate_pairs_withheld} labelled pairs join a denunciation with "
         "another kind or commune (never merged, not counted)",
         "",
@@ -273,15 +337,30 @@ def render(report: Report) -> str:
         lines.append("wrongly merged pairs: " + ", ".join("-".join(p) for p in report.wrong_pairs))
     if report.missed_pairs:
         lines.append("missed pairs: " + ", ".join("-".join(p) for p in report.missed_pairs))
+    if report.suggested_pairs:
+        lines.append(
+            "found through a suggestion: " + ", ".join("-".join(p) for p in report.suggested_pairs)
+        )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `make eval`."""
     parser = argparse.ArgumentParser(prog="python -m phoihop_routing.evaluate")
-    parser.add_argument("--corpus", type=Path, default=None, help="labelled JSON-lines file")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        default=None,
+        help="labelled JSON-lines file (repeat for several; default: every corpus of the "
+        "checkout's corpus/, else ../shared/corpus/dev.jsonl)",
+    )
     parser.add_argument("--config-dir", type=Path, default=None, help="deploy/config to use")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON (a list of reports when several corpora are evaluated)",
+    )
     parser.add_argument(
         "--via-bus",
         action="store_true",
@@ -289,29 +368,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         "read the decisions back from audit",
     )
     args = parser.parse_args(argv)
-    corpus = args.corpus or default_corpus()
+    corpora: list[Path] = args.corpus or default_corpora()
     try:
-        records = load_corpus(corpus)
+        loaded = [(corpus, load_corpus(corpus)) for corpus in corpora]
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     classifier = Classifier.from_config(reference=load_reference(args.config_dir))
-    if args.via_bus:
-        from phoihop_routing.evaluate_bus import evaluate_via_bus
+    reports = []
+    for corpus, records in loaded:
+        if args.via_bus:
+            # imported here: the whole-bus launcher is loaded only when asked for
+            from phoihop_routing.evaluate_bus import evaluate_via_bus
 
-        predictions = evaluate_via_bus(records=records, config_dir=args.config_dir)
-        report = score(
-            records=records,
-            predictions=predictions,
-            corpus=f"{corpus} (via the bus)",
-            rules_version=classifier.version,
-        )
-    else:
-        report = evaluate(records=records, classifier=classifier, corpus=str(corpus))
+            predictions = evaluate_via_bus(records=records, config_dir=args.config_dir)
+            reports.append(
+                score(
+                    records=records,
+                    predictions=predictions,
+                    corpus=f"{corpus} (via the bus)",
+                    rules_version=classifier.version,
+                )
+            )
+        else:
+            reports.append(evaluate(records=records, classifier=classifier, corpus=str(corpus)))
     if args.json:
-        print(json.dumps(asdict(report), ensure_ascii=False, indent=2))
+        docs = [asdict(r) for r in reports]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
     else:
-        print(render(report))
+        print("\n\n".join(render(r) for r in reports))
     return 0
 
 

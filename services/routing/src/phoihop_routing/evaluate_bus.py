@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from phoihop_common.stack import Stack
-from phoihop_routing.evaluate import TRIAGE_AGENCY, Prediction, Record
+from phoihop_routing.labelled import TRIAGE_AGENCY, Prediction, Record
 
 SUBMITTER_KEY = {"X-API-Key": "dev-UBMTTQ_TINH"}
 READER_KEY = {"X-API-Key": "dev-TT_HDND"}

@@ -11,7 +11,15 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phoihop_common.config import ConfigError, read_yaml
-from phoihop_routing.textmatch import MatchText, PhraseSet, contains, exact_phrase, fold_phrase
+from phoihop_routing.textmatch import (
+    NO_PASSING,
+    MatchText,
+    PassingMarkers,
+    PhraseSet,
+    contains,
+    exact_phrase,
+    fold_phrase,
+)
 from phoihop_schemas.events import Level
 
 RULES_FILE = "routing_rules.yaml"
@@ -36,6 +44,9 @@ class Rule(_Model):
     weight: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
     max_hits: Annotated[int, Field(ge=1, le=10)] = 2
     national_scope: bool = False
+    # a tinh level rule naming a provincial rule or programme: the concern is the same in
+    # every commune, duplicates are looked for province-wide (bucket `province`)
+    province_scope: bool = False
     terms: tuple[str, ...] = ()
     exact: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
@@ -64,7 +75,53 @@ class Rule(_Model):
             raise ValueError(f"rule {self.id!r} has no terms, exact terms or patterns")
         if self.national_scope and self.level is not Level.TRUNG_UONG:
             raise ValueError(f"rule {self.id!r}: national_scope only applies to trung_uong")
+        if self.province_scope and self.level is not Level.TINH:
+            raise ValueError(f"rule {self.id!r}: province_scope only applies to tinh")
         return self
+
+
+class InPassing(_Model):
+    """Terms of category rules right after these words count `factor` times their weight.
+
+    "cạnh nhà văn hóa", "ra đến đường tỉnh 761", "đi chợ": a place or a destination, not
+    the matter asked about. `after` is compared with diacritics (texts that have them),
+    `after_plain` folded (texts typed without them: only markers whose folded form is not
+    another common word); `blocked` are two-word runs ending with a marker word that are
+    not markers ("xảy ra", "giám sát").
+    """
+
+    factor: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    after: tuple[str, ...] = ()
+    after_plain: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+    @field_validator("after", "after_plain")
+    @classmethod
+    def _one_or_two_words(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for phrase in value:
+            if not 1 <= len(fold_phrase(phrase).split()) <= 2:
+                raise ValueError(f"{phrase!r}: a marker is one or two words")
+        return value
+
+    @field_validator("blocked")
+    @classmethod
+    def _two_words(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for phrase in value:
+            if len(fold_phrase(phrase).split()) != 2:
+                raise ValueError(f"{phrase!r}: a blocked run is two words")
+        return value
+
+    def toned(self) -> PassingMarkers:
+        """Markers compared with diacritics."""
+        return PassingMarkers.of(
+            (exact_phrase(p) for p in self.after), (exact_phrase(p) for p in self.blocked)
+        )
+
+    def folded(self) -> PassingMarkers:
+        """Markers compared without diacritics."""
+        return PassingMarkers.of(
+            (fold_phrase(p) for p in self.after_plain), (fold_phrase(p) for p in self.blocked)
+        )
 
 
 class RoutingRules(_Model):
@@ -75,6 +132,7 @@ class RoutingRules(_Model):
     default_level: Level = Level.TINH
     unplaced_category: str = "KHAC"
     vocabulary_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    in_passing: InPassing = InPassing()
     levels: tuple[Rule, ...]
     categories: tuple[Rule, ...]
 
@@ -91,8 +149,8 @@ class RoutingRules(_Model):
         for rule in self.categories:
             if rule.category is None:
                 raise ValueError(f"category rule {rule.id!r} needs a category")
-            if rule.national_scope:
-                raise ValueError(f"category rule {rule.id!r}: national_scope is for level rules")
+            if rule.national_scope or rule.province_scope:
+                raise ValueError(f"category rule {rule.id!r}: scopes are for level rules")
         return self
 
     def check_categories(self, *, known: Iterable[str]) -> None:
@@ -110,15 +168,62 @@ class RoutingRules(_Model):
 
 @dataclass(frozen=True)
 class Hit:
-    """A rule that matched a text, with the terms that matched."""
+    """A rule that matched a text, with the terms that matched.
+
+    `passing` are the matched terms that only occur after an in-passing marker (a place
+    or a destination); each counts `passing_factor` of a term.
+    """
 
     rule: Rule
     terms: tuple[str, ...]
+    passing: tuple[str, ...] = ()
+    passing_factor: float = 1.0
 
     @property
     def score(self) -> float:
-        """Weight times matched terms, capped at the rule's max_hits."""
-        return self.rule.weight * min(len(self.terms), self.rule.max_hits)
+        """Weight times matched terms (in-passing ones discounted), capped at max_hits."""
+        full = min(len(self.terms) - len(self.passing), self.rule.max_hits)
+        rest = min(len(self.passing), self.rule.max_hits - full)
+        return self.rule.weight * (full + self.passing_factor * rest)
+
+    @property
+    def full_terms(self) -> tuple[str, ...]:
+        """The matched terms that are not in passing."""
+        return tuple(t for t in self.terms if t not in self.passing)
+
+    def without(self, dropped: set[str]) -> Hit | None:
+        """The hit without some terms (None when nothing is left)."""
+        terms = tuple(t for t in self.terms if t not in dropped)
+        if not terms:
+            return None
+        passing = tuple(t for t in self.passing if t not in dropped)
+        return Hit(rule=self.rule, terms=terms, passing=passing, passing_factor=self.passing_factor)
+
+
+_ANY: tuple[None, ...] = (None,) * 64
+# a pattern's opening: lookbehinds, a word boundary, then a word or a group of alternatives
+# whose first words are plain words, followed by a space, a word boundary or the end
+_LEADING = re.compile(
+    r"^(?:\(\?<!?[^()]*\))*\\b"
+    r"(?:(?P<word>[a-z0-9]+)(?=\\b| |$)|\((?:\?:)?(?P<alts>[a-z0-9 |]+)\)(?= |\\b|\( |\(\?: |$))"
+)
+
+
+def leading_words(pattern: str) -> frozenset[str] | None:
+    """Words one of which a folded text must contain for `pattern` to match, or None.
+
+    "\\bngo \\d+" needs "ngo"; "\\b(de nghi|mong) tinh" needs "de" or "mong"; a pattern
+    that does not open with plain words needs nothing (it is always run).
+    """
+    m = _LEADING.match(pattern)
+    if m is None:
+        return None
+    if m.group("word"):
+        return frozenset({m.group("word")})
+    alternatives = m.group("alts").split("|")
+    if any(not a.strip() or a != a.strip() for a in alternatives):
+        return None
+    return frozenset(a.split()[0] for a in alternatives)
 
 
 @dataclass(frozen=True)
@@ -130,10 +235,17 @@ class CompiledRule:
     toned: tuple[str, ...]  # the same terms with diacritics kept, aligned with `folded`
     exact: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
+    # per pattern: words one of which the text must contain for it to match (None: any
+    # text may match), so most patterns are never run on most texts
+    pattern_words: tuple[frozenset[str] | None, ...] = ()
+    # in-passing markers (category rules only): compared with diacritics / folded
+    passing_toned: PassingMarkers = NO_PASSING
+    passing_folded: PassingMarkers = NO_PASSING
+    passing_factor: float = 1.0
 
     @classmethod
-    def of(cls, rule: Rule) -> CompiledRule:
-        """Fold and compile once."""
+    def of(cls, rule: Rule, *, in_passing: InPassing | None = None) -> CompiledRule:
+        """Fold and compile once (`in_passing`: discount terms after place markers)."""
         terms = dict.fromkeys((fold_phrase(t), exact_phrase(t)) for t in rule.terms)
         return cls(
             rule=rule,
@@ -141,6 +253,10 @@ class CompiledRule:
             toned=tuple(t for _, t in terms),
             exact=tuple(dict.fromkeys(exact_phrase(t) for t in rule.exact)),
             patterns=tuple(re.compile(p) for p in rule.patterns),
+            pattern_words=tuple(leading_words(p) for p in rule.patterns),
+            passing_toned=in_passing.toned() if in_passing else NO_PASSING,
+            passing_folded=in_passing.folded() if in_passing else NO_PASSING,
+            passing_factor=in_passing.factor if in_passing else 1.0,
         )
 
     def match(self, text: MatchText) -> Hit | None:
@@ -149,33 +265,69 @@ class CompiledRule:
         Terms are compared with diacritics when the text has them (a term written without
         diacritics then only matches a word written the same way), folded otherwise.
         """
+        found: list[tuple[str, str]] = []  # (term's name, form found in the haystack)
         if text.has_diacritics:
             pairs = zip(self.folded, self.toned, strict=True)
-            found = [f for f, t in pairs if contains(text.exact, t)]
+            found = [(f, t) for f, t in pairs if contains(text.exact, t)]
         else:
-            found = [f for f in self.folded if contains(text.folded, f)]
-        found += [t for t in self.exact if contains(text.exact, t)]
-        return self._hit(text, found)
+            found = [(f, f) for f in self.folded if contains(text.folded, f)]
+        exact = [(t, t) for t in self.exact if contains(text.exact, t)]
+        return self._hit(text, found, exact)
 
     def match_present(self, text: MatchText, *, folded: set[str], toned: set[str]) -> Hit | None:
         """`match`, given the phrases already found in `text.folded` and `text.exact`."""
         if text.has_diacritics:
             pairs = zip(self.folded, self.toned, strict=True)
-            found = [f for f, t in pairs if t in toned]
+            found = [(f, t) for f, t in pairs if t in toned]
         else:
-            found = [f for f in self.folded if f in folded]
-        found += [t for t in self.exact if t in toned]
-        return self._hit(text, found)
+            found = [(f, f) for f in self.folded if f in folded]
+        exact = [(t, t) for t in self.exact if t in toned]
+        return self._hit(text, found, exact)
 
-    def _hit(self, text: MatchText, found: list[str]) -> Hit | None:
-        for pattern in self.patterns:
+    def _hit(
+        self, text: MatchText, found: list[tuple[str, str]], exact: list[tuple[str, str]]
+    ) -> Hit | None:
+        # name -> in passing (every occurrence after a place marker)
+        names: dict[str, bool] = {}
+        haystack, markers = (
+            (text.exact, self.passing_toned)
+            if text.has_diacritics
+            else (text.folded, self.passing_folded)
+        )
+        for name, form in found:
+            names.setdefault(name, markers.all_in_passing(haystack, form))
+        for name, form in exact:
+            names.setdefault(name, self.passing_toned.all_in_passing(text.exact, form))
+        for pattern, needs in zip(self.patterns, self.pattern_words or _ANY, strict=False):
+            if needs is not None and needs.isdisjoint(text.word_set):
+                continue
             m = pattern.search(text.folded)
             if m:
-                found.append(m.group(0).strip())
+                names.setdefault(m.group(0).strip(), self._pattern_in_passing(text, m.start()))
         # a longer matched term contains a shorter one ("duong lien thon" / "lien thon"):
         # count it once
-        distinct = [t for t in found if not any(t != o and f" {t} " in f" {o} " for o in found)]
-        return Hit(rule=self.rule, terms=tuple(dict.fromkeys(distinct))) if distinct else None
+        distinct = [t for t in names if not any(t != o and f" {t} " in f" {o} " for o in names)]
+        if not distinct:
+            return None
+        return Hit(
+            rule=self.rule,
+            terms=tuple(distinct),
+            passing=tuple(t for t in distinct if names[t]),
+            passing_factor=self.passing_factor,
+        )
+
+    def _pattern_in_passing(self, text: MatchText, start: int) -> bool:
+        """Whether a pattern match at `start` of the folded text follows a place marker."""
+        index = text.folded.rfind(" ", 0, start + 1)
+        if not text.has_diacritics:
+            return self.passing_folded.before(text.folded, index)
+        # the same word position in the text with diacritics
+        position = text.folded.count(" ", 0, index)
+        words = text.exact_words()
+        if len(words) != len(text.words()):
+            return self.passing_folded.before(text.folded, index)
+        before = " " + " ".join(words[max(0, position - 2) : position]) + " "
+        return self.passing_toned.before(before, len(before) - 1)
 
 
 class RuleIndex:

@@ -22,7 +22,7 @@ class Settings(BaseSettings, KafkaSettings, ProductionSettings):
     port: int = 8083
     data_dir: Path = Path("var/routing")
     # Table store: `memory://` (state rebuilt from the changelog topics at start) or
-    # `rocksdb://` in production (needs the optional `rocksdict` package, not installed here).
+    # `rocksdb://` in production (through `rocksdict`, a dependency of phoihop-routing).
     store: str = "memory://"
     timer_interval: float = Field(default=1.0, gt=0)
     # below this classifier confidence a case goes to triage; None: the rules file's

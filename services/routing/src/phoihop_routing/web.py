@@ -14,7 +14,12 @@ from aiohttp.typedefs import Handler
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from pydantic import SecretStr
 
-from phoihop_common.http import METRICS_PATH, metrics_authorized, security_headers
+from phoihop_common.http import (
+    METRICS_PATH,
+    METRICS_TOKEN_REQUIRED,
+    metrics_authorized,
+    security_headers,
+)
 from phoihop_routing.exceptions import RoutingError
 
 
@@ -30,9 +35,12 @@ def install(faust_web: Any, *, metrics_token: SecretStr | None) -> None:
         if request.path == METRICS_PATH and not metrics_authorized(
             token=metrics_token, authorization=authorization
         ):
-            return web.Response(
+            return web.json_response(
+                {
+                    "error": METRICS_TOKEN_REQUIRED,
+                    "detail": "send the metrics token as `Authorization: Bearer`",
+                },
                 status=401,
-                text="metrics token required\n",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
         return await handler(request)
