@@ -233,9 +233,16 @@ def test_librdkafka_default_partitioner_answers_reach_the_owner_among_two_worker
         detail=lambda: f"{len(applied)} applied; {dead_letters()}",
     )
     for rec_id, events in trails.items():
-        assert [e["type"] for e in events] == ["received", "assigned", "answered"], rec_id
-        assert [e["sequence"] for e in events] == [1, 2, 3], rec_id
-        assert events[2]["data"]["agency"] == statuses[rec_id]["agency"]
+        # a case resembling an earlier one gets `duplicate_suggested` right after `assigned`
+        types = [e["type"] for e in events]
+        assert [t for t in types if t != "duplicate_suggested"] == [
+            "received",
+            "assigned",
+            "answered",
+        ], rec_id
+        assert types[:2] == ["received", "assigned"], rec_id
+        assert [e["sequence"] for e in events] == list(range(1, len(events) + 1)), rec_id
+        assert events[-1]["data"]["agency"] == statuses[rec_id]["agency"]
 
     answered_topic = _name(stack, CANONICAL["answered"])
     emitted: dict[str, float] = {}

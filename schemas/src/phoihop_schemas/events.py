@@ -224,6 +224,33 @@ class Assigned(LifecycleEvent):
         return frozenset({self.agency})
 
 
+class SuggestedDuplicate(Frozen):
+    """An open case a new recommendation may repeat: its id, similarity and the evidence."""
+
+    recommendation_id: str
+    similarity: Annotated[float, Field(ge=0.0, le=1.0)]
+    evidence: tuple[str, ...] = ()
+
+
+class DuplicateSuggested(LifecycleEvent):
+    """Possible duplicates of a new case (below the auto-merge bar), best first.
+
+    Emitted right after the case's `assigned`, for a person to confirm or dismiss; it does
+    not change the case's status. `agency` is the assignee; `recipients` are the assignee
+    and the triage body.
+    """
+
+    event_name: ClassVar[str] = "duplicate_suggested"
+    agency: str
+    candidates: Annotated[tuple[SuggestedDuplicate, ...], Field(min_length=1, max_length=10)]
+    recipients: tuple[str, ...] = ()
+    decision: Decision
+
+    def addressees(self) -> frozenset[str]:
+        """The assignee and the triage body."""
+        return frozenset({self.agency, *self.recipients})
+
+
 class Accepted(LifecycleEvent):
     """The assignee took the recommendation on."""
 
@@ -351,6 +378,7 @@ LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     Received,
     Merged,
     Assigned,
+    DuplicateSuggested,
     Accepted,
     Declined,
     Answered,

@@ -48,6 +48,7 @@ from phoihop_schemas.events import (
     Closed,
     Decision,
     Declined,
+    DuplicateSuggested,
     Escalated,
     Extended,
     InboundSubmission,
@@ -62,6 +63,7 @@ from phoihop_schemas.events import (
     Reporter,
     Response,
     ResponseAction,
+    SuggestedDuplicate,
 )
 from phoihop_schemas.topics import (
     ALL_TOPICS,
@@ -465,6 +467,34 @@ def _example_events() -> dict[str, list[tuple[str, BaseModel]]]:
                     accept_deadline=_at(days=3),
                     deadline=_at(days=30),
                     decision=_DECISION,
+                ),
+            )
+        ],
+        "duplicate_suggested": [
+            (
+                "A similar matter below the auto-merge bar: suggested to the assignee and triage",
+                DuplicateSuggested(
+                    recommendation_id=_DUP,
+                    sequence=3,
+                    occurred_at=_at(days=1),
+                    agency="SO_XAY_DUNG",
+                    candidates=(
+                        SuggestedDuplicate(
+                            recommendation_id=_REC,
+                            similarity=0.28,
+                            evidence=(
+                                "similarity 0.280: suggested (>= 0.15, < 0.3)",
+                                "words 0.40: sạt, lở, kè",
+                            ),
+                        ),
+                    ),
+                    recipients=("SO_XAY_DUNG", "TT_HDND"),
+                    decision=Decision(
+                        rule="duplicates.rank_candidates",
+                        version="2026.03",
+                        evidence=("bucket=xa-an-binh/GIAO_THONG", "suggestions=1"),
+                        confidence=0.28,
+                    ),
                 ),
             )
         ],

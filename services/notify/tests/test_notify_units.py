@@ -13,15 +13,16 @@ from standardwebhooks import Webhook
 from phoihop_common.config import load_reference
 from phoihop_common.pii import PiiCipher, PiiDecryptError, seal_reporter
 from phoihop_common.testing import fixed_pii_cipher
-from phoihop_notify.bodies import cloudevent_body, reveal
+from phoihop_notify.bodies import SUMMARIES, cloudevent_body, reveal
 from phoihop_notify.channels import signature_header
+from phoihop_notify.config import EVENT_TYPES
 from phoihop_notify.exceptions import UrlNotAllowedError
 from phoihop_notify.matching import Filter, Scope, matches, redact
 from phoihop_notify.policy import Outcome, Result, next_step, parse_retry_after
 from phoihop_notify.settings import DEFAULT_RETRY_SCHEDULE, NotifySettings
 from phoihop_notify.ssrf import check_addresses, check_url
 from phoihop_notify.store import new_secret
-from phoihop_schemas.events import Reporter
+from phoihop_schemas.events import Decision, DuplicateSuggested, Reporter, SuggestedDuplicate
 
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
 REFERENCE = load_reference()
@@ -41,6 +42,25 @@ def test_matcher_by_addressee_scope_and_type():
         flt("TT_HDND", Scope.JURISDICTION, ("escalated",)), event_type="assigned", addressees=to
     )
     assert matches(flt("SO_XAY_DUNG", types=("assigned",)), event_type="assigned", addressees=to)
+
+
+def test_duplicate_suggested_is_subscribable_and_goes_to_assignee_and_triage():
+    event = DuplicateSuggested(
+        recommendation_id="r-2",
+        sequence=3,
+        occurred_at=NOW,
+        agency="SO_XAY_DUNG",
+        candidates=(SuggestedDuplicate(recommendation_id="r-1", similarity=0.25),),
+        recipients=("SO_XAY_DUNG", "TT_HDND"),
+        decision=Decision(rule="duplicates.rank_candidates", version="1"),
+    )
+    assert "duplicate_suggested" in EVENT_TYPES
+    assert "duplicate_suggested" in SUMMARIES
+    to = event.addressees()
+    types = ("duplicate_suggested",)
+    for agency in ("SO_XAY_DUNG", "TT_HDND"):
+        assert matches(flt(agency, types=types), event_type="duplicate_suggested", addressees=to)
+    assert not matches(flt("SO_Y_TE"), event_type="duplicate_suggested", addressees=to)
 
 
 def test_redaction_keeps_reporter_only_for_submitter():

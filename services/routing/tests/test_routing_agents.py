@@ -22,6 +22,7 @@ from phoihop_schemas.events import (
     Answered,
     Assigned,
     Channel,
+    DuplicateSuggested,
     Escalated,
     Kind,
     Merged,
@@ -38,6 +39,8 @@ from phoihop_schemas.topics import (
 )
 
 ROAD = "Cử tri thôn 3 đề nghị sửa chữa đường liên thôn 3 - thôn 4 bị xuống cấp nghiêm trọng"
+# the same commune's roads, another concern: ranked as a suggestion (below the merge bar)
+ROAD_NEARBY = "Đề nghị bố trí kinh phí bê tông hóa các tuyến ngõ xóm còn lại là đường đất"
 ROAD_AGAIN = "Cu tri de nghi sua chua duong lien thon 3 - thon 4 vi da xuong cap, di lai kho khan"
 
 
@@ -205,6 +208,34 @@ async def test_duplicate_is_merged_and_its_source_gets_the_answer(routing: Any) 
     await to_case(r, answer.key, answer.value, answer.headers)
     (answered,) = events(outbox, "answered")
     assert answered.recipients == ("UBMTTQ_TINH", "DOAN_DBQH")
+
+
+async def test_near_duplicate_is_assigned_then_suggested(routing: Any) -> None:
+    r, outbox, _ = routing
+    first = received()
+    await run_through(r, outbox, first)
+    assert len(events(outbox, "assigned")) == 1
+    assert events(outbox, "duplicate_suggested") == []
+    second = received(ROAD_NEARBY, submitted_by="DOAN_DBQH")
+    await run_through(r, outbox, second)
+    assert events(outbox, "merged") == []
+    (assigned,) = events(outbox, "assigned")
+    (suggested,) = events(outbox, "duplicate_suggested")
+    assert isinstance(suggested, DuplicateSuggested)
+    assert suggested.recommendation_id == second.recommendation_id
+    assert (assigned.sequence, suggested.sequence) == (2, 3)
+    assert suggested.agency == assigned.agency
+    assert suggested.recipients == (assigned.agency, "TT_HDND")
+    (candidate,) = suggested.candidates
+    assert candidate.recommendation_id == first.recommendation_id
+    assert 0.15 <= candidate.similarity < 0.3
+    assert any("suggested" in e for e in candidate.evidence)
+    assert suggested.decision.rule == "duplicates.rank_candidates"
+    assert r.cases[second.recommendation_id]["sequence"] == 3
+    # not merged: the second case is an open member of the bucket too
+    bucket = r.cases[second.recommendation_id]["bucket"]
+    members = {m.recommendation_id for m in r.pipeline.bucket_members(bucket)}
+    assert members == {first.recommendation_id, second.recommendation_id}
 
 
 async def test_closed_case_leaves_its_bucket(routing: Any) -> None:

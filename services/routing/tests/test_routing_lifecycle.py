@@ -34,6 +34,7 @@ from phoihop_schemas.events import (
     Closed,
     Decision,
     Declined,
+    DuplicateSuggested,
     Escalated,
     Extended,
     Kind,
@@ -45,6 +46,7 @@ from phoihop_schemas.events import (
     Response,
     ResponseAction,
     Status,
+    SuggestedDuplicate,
 )
 
 T0 = datetime(2027, 3, 1, 2, 0, tzinfo=UTC)  # Monday 09:00 in Vietnam
@@ -159,6 +161,56 @@ def test_route_assigns_with_deadlines_and_decision(policy: Policy) -> None:
     assert out.state is not None
     assert out.state.status == Status.ASSIGNED
     assert out.state.sequence == 2
+
+
+SUGGESTIONS = (
+    SuggestedDuplicate(recommendation_id="open-1", similarity=0.28, evidence=("words 0.30",)),
+    SuggestedDuplicate(recommendation_id="open-2", similarity=0.2),
+)
+
+
+def test_suggestions_follow_the_assignment_without_changing_the_status(policy: Policy) -> None:
+    out = apply(None, route(received(), suggestions=SUGGESTIONS), policy=policy, now=T0)
+    assigned, suggested = out.events
+    assert isinstance(assigned, Assigned)
+    assert isinstance(suggested, DuplicateSuggested)
+    assert (assigned.sequence, suggested.sequence) == (2, 3)
+    assert suggested.candidates == SUGGESTIONS  # best first, as ranked
+    assert suggested.agency == "UBND_XA_XA_AN_BINH"
+    assert suggested.recipients == ("UBND_XA_XA_AN_BINH", policy.triage_agency)
+    assert suggested.addressees() == {"UBND_XA_XA_AN_BINH", policy.triage_agency}
+    assert suggested.decision.rule == "duplicates.rank_candidates"
+    assert suggested.decision.confidence == 0.28
+    assert out.state is not None
+    assert (out.state.status, out.state.sequence) == (Status.ASSIGNED, 3)
+    # a replay of the same verdict emits nothing
+    assert (
+        apply(
+            out.state, route(received(rec_id=out.state.recommendation_id)), policy=policy, now=T0
+        ).events
+        == ()
+    )
+
+
+def test_suggestions_to_a_triaged_case_go_to_triage_once(policy: Policy) -> None:
+    low = DECISION.model_copy(update={"confidence": 0.2})
+    out = apply(
+        None, route(received(), decision=low, suggestions=SUGGESTIONS), policy=policy, now=T0
+    )
+    _, suggested = out.events
+    assert isinstance(suggested, DuplicateSuggested)
+    assert suggested.recipients == (policy.triage_agency,)
+
+
+def test_a_merge_emits_no_suggestion(policy: Policy) -> None:
+    out = apply(
+        None,
+        route(received(), duplicate_of="open-1", similarity=0.9, suggestions=SUGGESTIONS),
+        policy=policy,
+        now=T0,
+    )
+    (merged,) = out.events
+    assert isinstance(merged, Merged)
 
 
 def test_second_received_is_ignored(policy: Policy) -> None:

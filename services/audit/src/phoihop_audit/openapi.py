@@ -144,6 +144,11 @@ class RecommendationStatus(_Out):
     similarity: float | None
     duplicates: list[str] = Field(description="merged recommendations the caller may read")
     duplicate_count: int
+    suggested_duplicates: list[str] = Field(
+        default_factory=list,
+        description="possible duplicates routing suggested (`duplicate_suggested`): open"
+        " cases the caller may read, best first",
+    )
     assignments: list[Assignment]
     deadlines: list[DeadlineChange]
     answers: list[Answer]

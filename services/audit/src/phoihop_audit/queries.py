@@ -9,14 +9,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select
 
 from phoihop_audit import trail as log_store
 from phoihop_audit.access import Caller, case_of, readable, scope_clause, visible_expr
 from phoihop_audit.db import events, involvement, recommendations
 from phoihop_audit.exceptions import BadRequestError, KeyConfigError, NotFoundError
 from phoihop_audit.keys import PiiCipher
-from phoihop_audit.readmodel import OVERDUE_STATUSES, Projection, iso
+from phoihop_audit.readmodel import OPEN_STATUSES, OVERDUE_STATUSES, Projection, iso
 from phoihop_common.access import Relation, Resource
 from phoihop_common.config import Reference
 from phoihop_common.text import tokens
@@ -126,6 +126,19 @@ def _merged_into(conn: Connection, p: Projection, *, answers: bool) -> dict[str,
     }
 
 
+def _suggested(conn: Connection, p: Projection, *, scope: ColumnElement[bool] | None) -> list[str]:
+    """The suggested duplicates still open that the caller may read itself, best first."""
+    ids = p.suggested_ids
+    if not ids:
+        return []
+    r = recommendations
+    conds = [r.c.id.in_(ids), r.c.status.in_(OPEN_STATUSES), r.c.id != p.id]
+    if scope is not None:
+        conds.append(scope)
+    kept = {i for (i,) in conn.execute(select(r.c.id).where(*conds))}
+    return [i for i in dict.fromkeys(ids) if i in kept]
+
+
 def status(
     engine: Engine,
     *,
@@ -155,6 +168,7 @@ def status(
         ]
         if Resource.TRAIL not in rights:
             duplicate_count, duplicates = 0, []
+        suggested = _suggested(conn, p, scope=scope) if Resource.TRAIL in rights else []
         merged_into = _merged_into(conn, p, answers=Resource.ANSWERS in rights)
         token = conn.execute(
             select(events.c.reporter_enc).where(
@@ -197,6 +211,7 @@ def status(
         "similarity": p.similarity,
         "duplicates": duplicates,
         "duplicate_count": duplicate_count,
+        "suggested_duplicates": suggested,
         "assignments": p.assignments,
         "deadlines": p.deadlines,
         "answers": p.answers if Resource.ANSWERS in rights else [],

@@ -93,11 +93,18 @@ class Projection:
     answers: list[dict[str, Any]] = field(default_factory=list)
     escalations: list[dict[str, Any]] = field(default_factory=list)
     declines: list[dict[str, Any]] = field(default_factory=list)
+    # the latest `duplicate_suggested`: open cases this one may repeat, best first
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def assignees(self) -> frozenset[str]:
         """Every agency the recommendation was ever assigned to."""
         return frozenset(a["agency"] for a in self.assignments)
+
+    @property
+    def suggested_ids(self) -> list[str]:
+        """Ids of the suggested duplicates, best first (not yet filtered to open cases)."""
+        return [str(s["recommendation_id"]) for s in self.suggestions]
 
     @property
     def current_assignee(self) -> str | None:
@@ -242,6 +249,16 @@ def _apply(p: Projection, ev: StoredEvent) -> None:
     elif ev.type == "closed":
         p.closed_at = at
         p.closed_by = d.get("closed_by")
+    elif ev.type == "duplicate_suggested":
+        p.suggestions = [
+            {
+                "recommendation_id": c.get("recommendation_id"),
+                "similarity": c.get("similarity"),
+                "sequence": ev.sequence,
+            }
+            for c in d.get("candidates") or ()
+            if c.get("recommendation_id")
+        ]
 
 
 def project(recommendation_id: str, stored: Iterable[StoredEvent]) -> Projection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ SUMMARIES = {
     "received": "Tiếp nhận kiến nghị / recommendation received",
     "merged": "Kiến nghị trùng, đã gộp / merged with an open case",
     "assigned": "Giao xử lý / assigned",
+    "duplicate_suggested": "Có thể trùng kiến nghị đang xử lý / possible duplicates",
     "accepted": "Đã nhận xử lý / accepted",
     "declined": "Từ chối, không thuộc thẩm quyền / declined",
     "answered": "Đã trả lời / answered",
@@ -65,11 +67,50 @@ def cloudevent_body(
     reference: Reference,
 ) -> bytes:
     """Structured-mode JSON CloudEvent with the data `viewer` may see."""
+    visible = redact(data, viewer=viewer, reference=reference)
+    return _write(attributes, visible, cipher=cipher)
+
+
+def _write(attributes: dict[str, Any], visible: dict[str, Any], *, cipher: PiiCipher) -> bytes:
     attrs = dict(attributes)
     if isinstance(attrs.get("time"), str):
         attrs["time"] = datetime.fromisoformat(attrs["time"])
-    visible = redact(data, viewer=viewer, reference=reference)
     return _FORMAT.write(CloudEvent(attrs, reveal(visible, cipher=cipher)))
+
+
+class BodyCache:
+    """The bodies of recent events, each written once per view (reporter shown or not).
+
+    An event's stored attributes and data never change, and what a recipient sees of it
+    differs only by whether the access policy shows it the reporter: every subscriber of an
+    event shares one of at most two bodies instead of each encoding (and decrypting) its own.
+    """
+
+    def __init__(self, *, size: int = 1024) -> None:
+        self.size = size
+        self._bodies: OrderedDict[tuple[str, bool], bytes] = OrderedDict()
+
+    def body(
+        self,
+        *,
+        event_id: str,
+        attributes: dict[str, Any],
+        data: dict[str, Any],
+        viewer: str,
+        cipher: PiiCipher,
+        reference: Reference,
+    ) -> bytes:
+        """What `cloudevent_body` returns, written at most once per event and view."""
+        visible = redact(data, viewer=viewer, reference=reference)
+        key = (event_id, visible.get("reporter") is not None)
+        body = self._bodies.get(key)
+        if body is not None:
+            self._bodies.move_to_end(key)
+            return body
+        body = self._bodies[key] = _write(attributes, visible, cipher=cipher)
+        if len(self._bodies) > self.size:
+            self._bodies.popitem(last=False)
+        return body
 
 
 def reveal(data: dict[str, Any], *, cipher: PiiCipher) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from phoihop_common.config import Reference
 from phoihop_common.logs import get_logger
 from phoihop_common.pii import PiiCipher
 from phoihop_notify import store
-from phoihop_notify.bodies import cloudevent_body, summary
+from phoihop_notify.bodies import BodyCache, summary
 from phoihop_notify.channels import Channel, Message, Target
 from phoihop_notify.exceptions import UrlNotAllowedError
 from phoihop_notify.metrics import NotifyMetrics
@@ -110,6 +110,8 @@ class Dispatcher:
         self._finished: asyncio.Queue[store.Attempt] = asyncio.Queue()
         self._gauges_at = 0.0
         self._starved = False  # the last look left due deliveries for want of free slots
+        self._bodies = BodyCache()
+        self._more = False  # the last look may have left due deliveries behind (full batch)
 
     def wake(self) -> None:
         """New deliveries exist, or earlier ones finished."""
@@ -134,7 +136,9 @@ class Dispatcher:
                     log.exception("dispatch_failed")
                     started = 0
                     await asyncio.sleep(1.0)
-                if not started:
+                # Look again at once only when the last look may have left something due;
+                # else wait for a wake-up (new deliveries, recorded outcomes) or the poll.
+                if not started or not (self._more or self._starved):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self._idle_for())
         finally:
@@ -148,6 +152,7 @@ class Dispatcher:
         s = self.settings
         room = s.dispatch_concurrency - len(self._in_flight)
         self._starved = room <= 0
+        self._more = False
         if room <= 0:
             return 0
         now = datetime.now(UTC)
@@ -155,15 +160,17 @@ class Dispatcher:
         self._starved = self._starved or any(
             ep.in_flight >= s.endpoint_concurrency for ep in self._endpoints.values()
         )
+        limit = min(s.dispatch_batch, room)
         due = await asyncio.to_thread(
             store.due_deliveries,
             self.engine,
             now=now,
             hold=timedelta(seconds=s.order_hold),
-            limit=min(s.dispatch_batch, room),
+            limit=limit,
             skip_subscriptions=busy,
             skip_ids=list(self._in_flight),
         )
+        self._more = len(due) >= limit
         picked: list[store.Due] = []
         for d in due:
             if len(picked) >= room:
@@ -237,7 +244,8 @@ class Dispatcher:
             id=due.id,
             event_type=due.event_type,
             recommendation_id=due.recommendation_id,
-            body=cloudevent_body(
+            body=self._bodies.body(
+                event_id=due.event_id,
                 attributes=due.attributes,
                 data=due.data,
                 viewer=due.agency,

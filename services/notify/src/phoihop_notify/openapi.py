@@ -50,6 +50,7 @@ ADDRESSEES: dict[str, str] = {
     "received": "the submitting agency",
     "merged": "the agency that submitted the merged recommendation",
     "assigned": "the assignee",
+    "duplicate_suggested": "the assignee and the triage body (`recipients`)",
     "accepted": "the assignee",
     "declined": "the agency that declined",
     "answered": "the sources that get the answer (`recipients`: submitters, merged ones included)",

@@ -19,6 +19,7 @@ from phoihop_schemas.topics import CANONICAL
 
 log = get_logger(__name__)
 SOURCE = "/phoihop/notify"
+PUBLISH_BATCH = 500  # outcome events sent per round, at most
 
 
 class OutcomePublisher:
@@ -38,9 +39,12 @@ class OutcomePublisher:
 
     async def run(self) -> None:
         """Publish forever."""
+        limit = PUBLISH_BATCH
         while True:
+            # Cleared before looking, so an outcome written during the query is not missed.
+            self._wake.clear()
             try:
-                sent = await self.publish_once()
+                sent = await self.publish_once(limit=limit)
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:
@@ -51,12 +55,13 @@ class OutcomePublisher:
                 log.exception("outcome_publish_failed")
                 sent = 0
                 await asyncio.sleep(1.0)
-            if not sent:
-                self._wake.clear()
+            # A short batch took everything there was: look again when woken, not at once
+            # (an immediate second query would find nothing, at a round trip per outcome).
+            if sent < limit:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
-    async def publish_once(self, limit: int = 500) -> int:
+    async def publish_once(self, limit: int = PUBLISH_BATCH) -> int:
         """Send one batch and mark it published once the broker acknowledged it."""
         rows = await asyncio.to_thread(store.unpublished, self.engine, limit=limit)
         if not rows:

@@ -15,9 +15,11 @@ the producer's partitioner: everything stage 3 reads is written by routing itsel
 2. `on_dedup` (ROUTING_DEDUP, keyed by bucket) keeps the faust table `buckets` (one entry
    per open case: `tables.member_key(bucket, case)` -> signature, so a write costs one
    signature whatever the bucket's size) and an in-memory index bucket -> signatures
-   (rebuilt from the table after each rebalance), asks `duplicates.find_duplicate`, adds a
-   new case's signature, and sends the verdict (`route`: new, or duplicate of an open
-   case) to ROUTING_COMMANDS keyed by recommendation id. It also applies `leave` (a case was
+   (rebuilt from the table after each rebalance), ranks the open cases once
+   (`DuplicateIndex.rank`: the first is merged when it reaches the merge bar, else the
+   cases above the suggestion bar are suggested, best first), adds a new case's signature,
+   and sends the verdict (`route`: new with its suggestions, or duplicate of an open case)
+   to ROUTING_COMMANDS keyed by recommendation id. It also applies `leave` (a case was
    closed or re-classified) and `join` (a triaged case got its real classification).
 R. `on_responses` (INBOUND_RESPONSES, any partition, no state) re-keys agencies' responses:
    it does the checks that need no case (CloudEvents headers, size, JSON, schema, type
@@ -129,7 +131,14 @@ from phoihop_routing.lifecycle import (
 )
 from phoihop_routing.tables import compact_signature, iter_members, member_key
 from phoihop_schemas import codec, textpolicy
-from phoihop_schemas.events import Decision, Level, LifecycleEvent, Received, Response
+from phoihop_schemas.events import (
+    Decision,
+    Level,
+    LifecycleEvent,
+    Received,
+    Response,
+    SuggestedDuplicate,
+)
 from phoihop_schemas.topics import (
     CANONICAL,
     DEAD_LETTER,
@@ -665,11 +674,11 @@ class Pipeline:
         rec_id = payload["received"]["recommendation_id"]
         members = self.members.get(bucket)
         already_member = members is not None and rec_id in members
-        found = (
-            None
-            if already_member or members is None
-            else members.find(candidate=candidate)  # = find_duplicate over the open cases
-        )
+        # one search: the merge (the first candidate when it reaches the merge bar, = what
+        # `find_duplicate` returns) or else the suggestions, best first
+        ranked = [] if already_member or members is None else members.rank(candidate=candidate)
+        found = ranked[0] if ranked and ranked[0].verdict == duplicates.MERGE else None
+        version = str(getattr(duplicates, "VERSION", "1"))
         verdict: dict[str, Any] = {
             "op": "route",
             "bucket": bucket,
@@ -678,21 +687,49 @@ class Pipeline:
             "duplicate_of": None,
             "similarity": 0.0,
             "merge_decision": None,
+            "suggestions": [],
+            "suggest_decision": None,
         }
         if found is not None:
-            open_case, score = found
-            score = max(0.0, min(1.0, float(score)))
-            verdict["duplicate_of"] = open_case.recommendation_id
+            score = max(0.0, min(1.0, float(found.similarity)))
+            verdict["duplicate_of"] = found.recommendation_id
             verdict["similarity"] = score
             verdict["merge_decision"] = Decision(
                 rule="duplicates.find_duplicate",
-                version=str(getattr(duplicates, "VERSION", "1")),
+                version=version,
                 evidence=(
                     f"bucket={bucket}",
-                    f"open_case={open_case.recommendation_id}",
+                    f"open_case={found.recommendation_id}",
                     f"similarity={score:.3f}",
                 ),
                 confidence=score,
+            ).model_dump(mode="json")
+        suggestions = (
+            []
+            if found is not None
+            else [
+                SuggestedDuplicate(
+                    recommendation_id=c.recommendation_id,
+                    similarity=max(0.0, min(1.0, float(c.similarity))),
+                    evidence=c.evidence,
+                )
+                for c in ranked
+                if c.verdict == duplicates.SUGGEST_VERDICT
+            ]
+        )
+        if suggestions:
+            verdict["suggestions"] = [s.model_dump(mode="json") for s in suggestions]
+            verdict["suggest_decision"] = Decision(
+                rule="duplicates.rank_candidates",
+                version=version,
+                evidence=(
+                    f"bucket={bucket}",
+                    *(
+                        f"suggested={s.recommendation_id} similarity={s.similarity:.3f}"
+                        for s in suggestions
+                    ),
+                ),
+                confidence=max(s.similarity for s in suggestions),
             ).model_dump(mode="json")
         await self._send_internal(topic=ROUTING_COMMANDS.name, key=rec_id, payload=verdict)
         if found is None and not already_member:
@@ -906,6 +943,7 @@ class Pipeline:
         if op == "route":
             c = payload["classification"]
             merge = payload.get("merge_decision")
+            suggested = payload.get("suggest_decision")
             received = Received.model_validate(payload["received"])
             try:
                 return received.recommendation_id, Route(
@@ -918,6 +956,11 @@ class Pipeline:
                     duplicate_of=payload.get("duplicate_of"),
                     similarity=float(payload.get("similarity") or 0.0),
                     merge_decision=Decision.model_validate(merge) if merge else None,
+                    suggestions=tuple(
+                        SuggestedDuplicate.model_validate(x)
+                        for x in payload.get("suggestions") or ()
+                    ),
+                    suggest_decision=Decision.model_validate(suggested) if suggested else None,
                 )
             except ValidationError as exc:
                 raise InternalMessageError(str(exc)[:300]) from exc

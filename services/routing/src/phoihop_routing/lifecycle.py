@@ -18,6 +18,10 @@ received ─► merged                                    (duplicate of an open 
            declined by its accept deadline is escalated on the same ladder, `stage="accept"`.
 ```
 
+Suggestions: a `Route` that is not a merge but carries open cases below the auto-merge bar
+(`suggestions`, best first) emits `duplicate_suggested` right after `assigned` (next
+sequence) for the assignee and the triage body; the status does not change.
+
 Commands: `Route` (the verdict of the duplicate stage for a `received` event), `Respond`
 (an agency's `Response`), `Tick` (a timer found a deadline due; re-checked here, so a
 repeated or stale tick does nothing), `Link` (a duplicate was merged into this case) and
@@ -66,6 +70,7 @@ from phoihop_schemas.events import (
     Closed,
     Decision,
     Declined,
+    DuplicateSuggested,
     Escalated,
     Extended,
     Kind,
@@ -78,6 +83,7 @@ from phoihop_schemas.events import (
     Response,
     ResponseAction,
     Status,
+    SuggestedDuplicate,
 )
 
 LIFECYCLE_VERSION = "lifecycle-1"
@@ -160,6 +166,9 @@ class Route:
     duplicate_of: str | None = None
     similarity: float = 0.0
     merge_decision: Decision | None = None
+    # open cases below the merge bar, best first (only when not merged)
+    suggestions: tuple[SuggestedDuplicate, ...] = ()
+    suggest_decision: Decision | None = None
 
 
 @dataclass(frozen=True)
@@ -380,7 +389,27 @@ def _route(state: CaseState | None, cmd: Route, *, policy: Policy, now: datetime
         base=rec.occurred_at,
         previous_agency=None,
     )
+    if cmd.suggestions:
+        _suggest(steps, cmd, policy=policy, agency=agency)
     return steps.outcome()
+
+
+def _suggest(steps: _Steps, cmd: Route, *, policy: Policy, agency: str) -> None:
+    """`duplicate_suggested` right after `assigned`: for the assignee and triage to decide."""
+    best = max(c.similarity for c in cmd.suggestions)
+    decision = cmd.suggest_decision or Decision(
+        rule="duplicates.rank_candidates",
+        version=LIFECYCLE_VERSION,
+        evidence=tuple(f"suggested={c.recommendation_id}" for c in cmd.suggestions),
+        confidence=max(0.0, min(1.0, best)),
+    )
+    steps.emit(
+        DuplicateSuggested,
+        agency=agency,
+        candidates=cmd.suggestions,
+        recipients=tuple(dict.fromkeys((agency, policy.triage_agency))),
+        decision=decision,
+    )
 
 
 def _assign(
