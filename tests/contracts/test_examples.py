@@ -30,10 +30,12 @@ from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_s
 from phoihop_common.broker import free_port
 from phoihop_common.stack import Stack
 from phoihop_ingest.idempotency import recommendation_id
+from tests.polling import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
+
 NODE_DIR = ROOT / "examples" / "node"
 PYTHON_SCRIPT = ROOT / "examples" / "python_confluent" / "round_trip.py"
 RUN_TIMEOUT = 90.0  # seconds for one example's whole run (it takes a few)
@@ -104,17 +106,6 @@ def _get(stack: Stack, path: str, agency: str) -> httpx.Response:
     return httpx.get(f"{stack.url('audit')}{path}", headers=key(agency), timeout=10)
 
 
-def _poll(fn: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
 def test_example_submits_verifies_the_webhook_answers_and_reads_the_trail(
     example: Example, stack_factory: Callable[..., Stack], tmp_path: Path
@@ -183,6 +174,6 @@ def test_example_submits_verifies_the_webhook_answers_and_reads_the_trail(
             if n["data"]["outcome"] == "delivered" and n["data"]["event_type"] == "assigned"
         ]
 
-    [outcome] = _poll(delivered, timeout=20, what="the delivered outcome of the webhook")
+    [outcome] = poll(delivered, timeout=20, what="the delivered outcome of the webhook")
     assert outcome["channel"] == "webhook"
     assert 200 <= outcome["status_code"] < 300

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,15 @@ import pytest
 import yaml
 from standardwebhooks import Webhook
 
+from bench.bus import key
 from phoihop_common.stack import Stack
+from tests.polling import poll
 from tests.webhook_receiver import Delivery, WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 
 SUBMITTER = "UBMTTQ_TINH"
+
 COMMUNE = "UBND_XA_XA_AN_BINH"
 ROAD_TEXT = (
     "Cử tri thôn 3, xã An Bình kiến nghị sửa chữa tuyến đường liên thôn 3 – thôn 4; "
@@ -27,30 +29,12 @@ ROAD_TEXT = (
 )
 
 
+def _poll(fn: Callable[[], Any], *, what: str = "condition", timeout: float = 60.0) -> Any:
+    return poll(fn, timeout=timeout, what=what, every=0.2)
+
+
 def _secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
-
-
-def _key(agency: str) -> dict[str, str]:
-    return {"X-API-Key": f"dev-{agency}"}
-
-
-def _poll(fn: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    yield r
-    r.stop()
 
 
 def _subscribe(config_dir: Path, subs: list[dict[str, Any]]) -> None:
@@ -73,7 +57,7 @@ def _start(stack_factory: Callable[..., Stack], config_dir: Path) -> Stack:
 def _submit(stack: Stack, text: str, *, kind: str = "kien_nghi") -> str:
     body = {"kind": kind, "channel": "tiep_xuc_cu_tri", "locality": "xa-an-binh", "text": text}
     resp = httpx.post(
-        f"{stack.url('ingest')}/v1/recommendations", json=body, headers=_key(SUBMITTER), timeout=30
+        f"{stack.url('ingest')}/v1/recommendations", json=body, headers=key(SUBMITTER), timeout=30
     )
     assert resp.status_code == 202, resp.text
     return str(resp.json()["id"])
@@ -81,7 +65,7 @@ def _submit(stack: Stack, text: str, *, kind: str = "kien_nghi") -> str:
 
 def _status(stack: Stack, rec_id: str, agency: str = "TT_HDND") -> dict[str, Any] | None:
     resp = httpx.get(
-        f"{stack.url('audit')}/v1/recommendations/{rec_id}", headers=_key(agency), timeout=10
+        f"{stack.url('audit')}/v1/recommendations/{rec_id}", headers=key(agency), timeout=10
     )
     return resp.json() if resp.status_code == 200 else None
 
@@ -89,7 +73,7 @@ def _status(stack: Stack, rec_id: str, agency: str = "TT_HDND") -> dict[str, Any
 def _trail(stack: Stack, rec_id: str) -> list[dict[str, Any]]:
     resp = httpx.get(
         f"{stack.url('audit')}/v1/recommendations/{rec_id}/trail",
-        headers=_key("TT_HDND"),
+        headers=key("TT_HDND"),
         timeout=10,
     )
     return list(resp.json()["events"]) if resp.status_code == 200 else []
@@ -146,7 +130,7 @@ def test_submission_is_assigned_signed_webhook_answered_and_trail_verifies(
     other = httpx.post(
         f"{stack.url('ingest')}/v1/recommendations/{rec_id}/answer",
         json={"text": "Không phải của chúng tôi"},
-        headers=_key("SO_Y_TE"),
+        headers=key("SO_Y_TE"),
         timeout=30,
     )
     assert other.status_code in (403, 404), other.text
@@ -154,7 +138,7 @@ def test_submission_is_assigned_signed_webhook_answered_and_trail_verifies(
     answer = httpx.post(
         f"{stack.url('ingest')}/v1/recommendations/{rec_id}/answer",
         json={"text": "UBND xã đã đưa tuyến đường vào kế hoạch sửa chữa quý III."},
-        headers=_key(COMMUNE),
+        headers=key(COMMUNE),
         timeout=30,
     )
     assert answer.status_code == 202, answer.text
@@ -164,7 +148,7 @@ def test_submission_is_assigned_signed_webhook_answered_and_trail_verifies(
     assert [e["sequence"] for e in events] == [1, 2, 3]
     assert events[0]["data"]["text"] == ROAD_TEXT
 
-    verify = httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=_key("TT_HDND"), timeout=30)
+    verify = httpx.get(f"{stack.url('audit')}/v1/audit/verify", headers=key("TT_HDND"), timeout=30)
     assert verify.status_code == 200
     assert verify.json()["ok"] is True
 

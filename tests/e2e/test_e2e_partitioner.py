@@ -31,10 +31,12 @@ from phoihop_common.stack import ServiceProcess, Stack
 from phoihop_schemas import codec
 from phoihop_schemas.events import Response, ResponseAction
 from phoihop_schemas.topics import CANONICAL, INBOUND_RESPONSES, PREFIX, Topic
+from tests.polling import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(180)]
 
 CASES_PER_PARTITION = 2
+
 READY_TIMEOUT = 90.0
 
 
@@ -73,18 +75,6 @@ def _choose_keys(marker: str, partitions: int) -> dict[str, str]:
         per[home] += 1
         chosen[k] = rec_id
     return chosen
-
-
-def _poll(
-    fn: Callable[[], Any], *, timeout: float, what: str, detail: Callable[[], str] = str
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; {detail()}")
 
 
 def _second_routing_worker(stack: Stack) -> ServiceProcess:
@@ -167,7 +157,7 @@ def test_librdkafka_default_partitioner_answers_reach_the_owner_among_two_worker
             assert resp.status_code == 202, resp.text
             assert resp.json()["id"] == rec_id
     ids = list(chosen.values())
-    statuses = _poll(
+    statuses = poll(
         lambda: (
             (s := _statuses(stack, ids))
             and all(x.get("status") == "assigned" and x.get("agency") for x in s.values())
@@ -226,7 +216,7 @@ def test_librdkafka_default_partitioner_answers_reach_the_owner_among_two_worker
         applied.update(_answered(stack, ids))
         return dict(applied) if len(applied) == len(ids) else None
 
-    trails = _poll(
+    trails = poll(
         all_applied,
         timeout=60,
         what=f"all {len(ids)} answers applied",

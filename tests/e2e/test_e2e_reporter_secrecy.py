@@ -25,17 +25,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import create_engine, inspect, select, text
 from unidecode import unidecode
 
+from bench.bus import key
 from phoihop_audit.db import events as audit_events
 from phoihop_common.pii import DEV_KEY_FILE, PiiCipher, dev_key_dir, open_reporter, unb64
 from phoihop_common.stack import Stack
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import Received
 from phoihop_schemas.topics import ALL_TOPICS, CANONICAL, INBOUND_SUBMISSIONS, PREFIX
+from tests.polling import poll
 from tests.webhook_receiver import Delivery, WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 
 SUBMITTER = "UBMTTQ_TINH"
+
 SUPERVISOR = "TT_HDND"
 NAME = "Khúc Thị Nguyệt Ánh"
 PHONE = "0987612345"
@@ -43,6 +46,10 @@ DENUNCIATION = (
     "Tố cáo cán bộ địa chính xã An Bình nhận tiền của người dân để làm nhanh thủ tục cấp "
     "giấy chứng nhận quyền sử dụng đất, trái quy định."
 )
+
+
+def _poll(fn: Callable[[], Any], *, what: str = "condition", timeout: float = 90.0) -> Any:
+    return poll(fn, timeout=timeout, what=what)
 
 
 def _spellings() -> dict[str, str]:
@@ -62,28 +69,6 @@ def _spellings() -> dict[str, str]:
 
 def _leaks(haystack: str) -> list[str]:
     return [label for label, needle in _spellings().items() if needle in haystack]
-
-
-def _key(agency: str) -> dict[str, str]:
-    return {"X-API-Key": f"dev-{agency}"}
-
-
-def _poll(fn: Callable[[], Any], *, timeout: float = 90.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    yield r
-    r.stop()
 
 
 def _database_url(stack: Stack, service: str) -> str:
@@ -197,7 +182,7 @@ def test_a_denouncers_name_and_phone_are_nowhere_in_plain_text(
         "reporter": {"name": NAME, "phone": PHONE, "address": "Thôn 7, xã An Bình"},
     }
     resp = httpx.post(
-        f"{stack.url('ingest')}/v1/recommendations", json=body, headers=_key(SUBMITTER), timeout=30
+        f"{stack.url('ingest')}/v1/recommendations", json=body, headers=key(SUBMITTER), timeout=30
     )
     assert resp.status_code == 202, resp.text
     rec_id = str(resp.json()["id"])

@@ -8,7 +8,7 @@ assignee's and triage's addressed subscriptions, and audit's status lists the fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,13 +25,6 @@ COMMUNE = "UBND_XA_XA_AN_BINH"
 FIRST = "Cử tri thôn 3 đề nghị sửa chữa đường liên thôn 3 - thôn 4 bị xuống cấp nghiêm trọng"
 # ranked "suggest" against FIRST (about 0.23: above the 0.15 suggestion bar, below 0.3)
 NEARBY = "Đề nghị bố trí kinh phí bê tông hóa các tuyến ngõ xóm còn lại là đường đất"
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    yield r
-    r.stop()
 
 
 def test_near_duplicate_is_suggested_to_assignee_and_triage_and_shown_in_status(

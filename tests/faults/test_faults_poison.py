@@ -7,23 +7,24 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_secret
 from bench.texts import generate
-from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
+from phoihop_common.kafka import KafkaSettings, producer_kwargs
 from phoihop_common.stack import Stack
 from phoihop_ingest.idempotency import recommendation_id
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
-from phoihop_schemas.topics import CANONICAL, DEAD_LETTER, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
+from phoihop_schemas.topics import CANONICAL, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
+from tests.faults.dead_letters import read_dead_letters
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -103,38 +104,10 @@ async def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes, list[A
 async def _dead_letters(
     bootstrap: str, keys: set[bytes], *, within: float
 ) -> dict[bytes, list[dict[str, str]]]:
-    """Dead-letter records whose key is in `keys`, read from the start without a group."""
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False, fetch_max_bytes=2**23, max_partition_fetch_bytes=2**22,
-        **client_kwargs(KafkaSettings(kafka_bootstrap=bootstrap)),
-    )  # fmt: skip
-    await consumer.start()
-    found: dict[bytes, list[dict[str, str]]] = {}
-    try:
-        parts = [
-            TopicPartition(DEAD_LETTER.name, p)
-            for p in consumer.partitions_for_topic(DEAD_LETTER.name) or ()
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and not keys <= set(found):
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    if r.key in keys:
-                        hdrs = {k: v.decode(errors="replace") for k, v in r.headers}
-                        found.setdefault(r.key, []).append(hdrs)
-    finally:
-        await consumer.stop()
-    return found
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    yield r
-    r.stop()
+    """Dead-letter records whose key is in `keys`."""
+    return await read_dead_letters(
+        bootstrap, keys, within=within, identify=lambda record, _headers: record.key
+    )
 
 
 def test_poison_is_dead_lettered_with_reasons_and_services_keep_running(

@@ -19,15 +19,16 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key
 from bench.texts import generate
-from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
+from phoihop_common.kafka import KafkaSettings, producer_kwargs
 from phoihop_common.stack import Stack
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
-from phoihop_schemas.topics import DEAD_LETTER, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
+from phoihop_schemas.topics import INBOUND_RESPONSES, INBOUND_SUBMISSIONS
+from tests.faults.dead_letters import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -157,38 +158,19 @@ async def _produce(
     return landed
 
 
+def _origin(_record: Any, headers: dict[str, str]) -> Coordinates | None:
+    """Where a dead letter's original record was read (`dlq_topic/partition/offset`)."""
+    try:
+        return headers["dlq_topic"], int(headers["dlq_partition"]), int(headers["dlq_offset"])
+    except (KeyError, ValueError):
+        return None
+
+
 async def _dead_letters(
     bootstrap: str, wanted: set[Coordinates], *, within: float
 ) -> dict[Coordinates, list[dict[str, str]]]:
-    """Dead letters (headers) of the wanted original coordinates, read from the start."""
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False, fetch_max_bytes=2**23, max_partition_fetch_bytes=2**22,
-        **client_kwargs(KafkaSettings(kafka_bootstrap=bootstrap)),
-    )  # fmt: skip
-    await consumer.start()
-    found: dict[Coordinates, list[dict[str, str]]] = {}
-    try:
-        parts = [
-            TopicPartition(DEAD_LETTER.name, p)
-            for p in consumer.partitions_for_topic(DEAD_LETTER.name) or ()
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and not wanted <= set(found):
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    h = {k: v.decode(errors="replace") for k, v in r.headers}
-                    try:
-                        where = (h["dlq_topic"], int(h["dlq_partition"]), int(h["dlq_offset"]))
-                    except (KeyError, ValueError):
-                        continue
-                    if where in wanted:
-                        found.setdefault(where, []).append(h)
-    finally:
-        await consumer.stop()
-    return found
+    """Dead letters (headers) of the wanted original coordinates."""
+    return await read_dead_letters(bootstrap, wanted, within=within, identify=_origin)
 
 
 def _trails(stack: Stack, ids: list[str]) -> dict[str, dict[str, Any] | None]:

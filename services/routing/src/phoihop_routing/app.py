@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,25 +309,24 @@ def create_app(
             pipeline.record_crash(STAGE_DEDUP, exc)
             raise
 
-    @app.agent(responses_topic, name=AGENT_NAMES[STAGE_RESPONSES])
-    async def responses_agent(stream: Any) -> Any:
-        try:
-            async for events in stream.take_events(batch_max, within=within):
-                await pipeline.on_responses([Incoming.of(e.message) for e in events])
-                yield len(events)
-        except Exception as exc:
-            pipeline.record_crash(STAGE_RESPONSES, exc)
-            raise
+    def batch_agent(
+        topic: Any, stage: str, handle: Callable[[list[Incoming]], Awaitable[None]]
+    ) -> Any:
+        """An agent handing each batch of its stream, whole, to one pipeline method."""
 
-    @app.agent(case_topics, name=AGENT_NAMES[STAGE_CASES])
-    async def case_agent(stream: Any) -> Any:
-        try:
-            async for events in stream.take_events(batch_max, within=within):
-                await pipeline.on_cases([Incoming.of(e.message) for e in events])
-                yield len(events)
-        except Exception as exc:
-            pipeline.record_crash(STAGE_CASES, exc)
-            raise
+        async def body(stream: Any) -> Any:
+            try:
+                async for events in stream.take_events(batch_max, within=within):
+                    await handle([Incoming.of(e.message) for e in events])
+                    yield len(events)
+            except Exception as exc:
+                pipeline.record_crash(stage, exc)
+                raise
+
+        return app.agent(topic, name=AGENT_NAMES[stage])(body)
+
+    responses_agent = batch_agent(responses_topic, STAGE_RESPONSES, pipeline.on_responses)
+    case_agent = batch_agent(case_topics, STAGE_CASES, pipeline.on_cases)
 
     routing = Routing(
         app=app,
