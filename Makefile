@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
-PACKAGES := phoihop_schemas phoihop_common phoihop_ingest phoihop_routing phoihop_notify phoihop_audit
-SOURCES := schemas services tests bench tools
+PACKAGES := phoihop_schemas phoihop_common phoihop_ingest phoihop_routing phoihop_notify phoihop_audit \
+	phoihop_embedded phoihop_testkit
+SOURCES := schemas services embedded testkit tests bench tools
 
 .PHONY: help install run test test-fast lint fmt bench profile eval schemas clean
 
@@ -14,6 +15,7 @@ help:
 	@echo "make bench   throughput / latency ladder / memory benchmarks (not part of make test)"
 	@echo "make profile py-spy of every service under 50/s, CPU and broker records per recommendation"
 	@echo "make eval    routing accuracy and duplicate precision/recall on the labelled corpus"
+	@echo "             (EVAL_ARGS=--via-bus: through the running bus, python -m phoihop_testkit.evaluate_bus)"
 	@echo "make schemas regenerate JSON Schema and AsyncAPI from the event models"
 
 $(UV):
@@ -26,7 +28,7 @@ $(UV):
 install: .venv/.installed
 
 run: install
-	$(UV) run --frozen python -m phoihop_common.stack
+	$(UV) run --frozen python -m phoihop_embedded.stack
 
 test: install
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
@@ -40,6 +42,7 @@ lint: install
 	$(UV) run --frozen mypy $(addprefix -p ,$(PACKAGES))
 	$(UV) run --frozen mypy tools
 	$(UV) run --frozen python tools/check_cycles.py
+	$(UV) run --frozen python tools/check_sizes.py
 
 fmt: install
 	$(UV) run --frozen ruff check --fix $(SOURCES)
@@ -48,8 +51,10 @@ fmt: install
 schemas: install
 	$(UV) run --frozen python -m phoihop_schemas.export schemas/generated
 
+# EVAL_ARGS containing --via-bus: the test kit starts the whole bus (phoihop_testkit.evaluate_bus)
+EVAL_MODULE = $(if $(filter --via-bus,$(EVAL_ARGS)),phoihop_testkit.evaluate_bus,phoihop_routing.evaluate)
 eval: install
-	$(UV) run --frozen python -m phoihop_routing.evaluate $(EVAL_ARGS)
+	$(UV) run --frozen python -m $(EVAL_MODULE) $(EVAL_ARGS)
 
 bench: install
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)

@@ -1,3 +1,3 @@
 """Fixtures for every test suite in the repository."""
 
-pytest_plugins = ["phoihop_common.testing"]
+pytest_plugins = ["phoihop_testkit.plugin"]

@@ -35,7 +35,6 @@ from phoihop_audit.runtime import build_runtime
 from phoihop_audit.settings import AuditSettings
 from phoihop_common.logs import configure_logging
 from phoihop_common.pii import seal_reporter
-from phoihop_common.testing import TEST_PII_KEY, fixed_pii_cipher
 from phoihop_schemas import codec
 from phoihop_schemas.events import (
     Answered,
@@ -46,6 +45,7 @@ from phoihop_schemas.events import (
     Reporter,
 )
 from phoihop_schemas.topics import CANONICAL
+from phoihop_testkit.plugin import TEST_PII_KEY, fixed_pii_cipher
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 RULE = Decision(rule="bench", version="1")

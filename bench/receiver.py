@@ -18,7 +18,7 @@ from typing import TextIO
 
 from aiohttp import web
 
-from tests.webhook_receiver import Delivery
+from phoihop_testkit.webhook_receiver import Delivery
 
 
 def line_of(delivery: Delivery) -> str:

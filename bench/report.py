@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from phoihop_common.stack import SERVICES
+from phoihop_embedded.stack import SERVICES
 
 CORES = os.cpu_count() or 1
 

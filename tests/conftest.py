@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.webhook_receiver import WebhookReceiver
+from phoihop_testkit.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ PACKAGES = (
     "phoihop_routing",
     "phoihop_notify",
     "phoihop_audit",
+    "phoihop_embedded",
+    "phoihop_testkit",
 )
 
 

@@ -27,10 +27,10 @@ import httpx
 import pytest
 
 from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_secret
-from phoihop_common.broker import free_port
-from phoihop_common.stack import Stack
+from phoihop_common.net import free_port
+from phoihop_embedded.stack import Stack
 from phoihop_ingest.idempotency import recommendation_id
-from tests.polling import poll
+from phoihop_testkit.polling import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -20,13 +20,13 @@ from fastapi import FastAPI
 
 from phoihop_audit.app import create_app as create_audit
 from phoihop_audit.settings import AuditSettings
-from phoihop_common.testing import TEST_PII_KEY
 from phoihop_ingest import responses as ingest_responses
 from phoihop_ingest.app import create_app as create_ingest
 from phoihop_ingest.settings import IngestSettings
 from phoihop_notify.app import create_app as create_notify
 from phoihop_notify.settings import NotifySettings
 from phoihop_schemas.events import LIFECYCLE_EVENTS
+from phoihop_testkit.plugin import TEST_PII_KEY
 
 SERVICES = ("ingest", "audit", "notify")
 ERROR_REF = "#/components/schemas/ErrorBody"

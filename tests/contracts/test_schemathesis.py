@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from phoihop_common.stack import Stack
+from phoihop_embedded.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

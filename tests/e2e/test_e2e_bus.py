@@ -14,9 +14,9 @@ import yaml
 from standardwebhooks import Webhook
 
 from bench.bus import key
-from phoihop_common.stack import Stack
-from tests.polling import poll
-from tests.webhook_receiver import Delivery, WebhookReceiver
+from phoihop_embedded.stack import Stack
+from phoihop_testkit.polling import poll
+from phoihop_testkit.webhook_receiver import Delivery, WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 

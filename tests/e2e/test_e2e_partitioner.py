@@ -26,12 +26,12 @@ from confluent_kafka import Message, Producer
 
 from bench.bus import SUBMITTER, SUPERVISOR, copy_config, key, metric_sum, parse_metrics, scrape
 from bench.texts import generate
-from phoihop_common.broker import free_port
-from phoihop_common.stack import ServiceProcess, Stack
+from phoihop_common.net import free_port
+from phoihop_embedded.stack import ServiceProcess, Stack
 from phoihop_schemas import codec
 from phoihop_schemas.events import Response, ResponseAction
 from phoihop_schemas.topics import CANONICAL, INBOUND_RESPONSES, PREFIX, Topic
-from tests.polling import poll
+from phoihop_testkit.polling import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -28,12 +28,12 @@ from unidecode import unidecode
 from bench.bus import key
 from phoihop_audit.db import events as audit_events
 from phoihop_common.pii import DEV_KEY_FILE, PiiCipher, dev_key_dir, open_reporter, unb64
-from phoihop_common.stack import Stack
+from phoihop_embedded.stack import Stack
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import Received
 from phoihop_schemas.topics import ALL_TOPICS, CANONICAL, INBOUND_SUBMISSIONS, PREFIX
-from tests.polling import poll
-from tests.webhook_receiver import Delivery, WebhookReceiver
+from phoihop_testkit.polling import poll
+from phoihop_testkit.webhook_receiver import Delivery, WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 

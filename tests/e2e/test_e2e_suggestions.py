@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from phoihop_common.stack import Stack
+from phoihop_embedded.stack import Stack
+from phoihop_testkit.webhook_receiver import WebhookReceiver
 from tests.e2e.test_e2e_bus import _is, _poll, _secret, _start, _status, _submit, _subscribe
 from tests.e2e.test_e2e_bus import _trail as trail_of
 from tests.e2e.test_e2e_bus import _verified as verified
-from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(240)]
 

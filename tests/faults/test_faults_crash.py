@@ -30,9 +30,9 @@ from bench.bus import (
 )
 from bench.texts import generate
 from phoihop_common.config import load_reference
-from phoihop_common.stack import Stack
+from phoihop_embedded.stack import Stack
+from phoihop_testkit.webhook_receiver import Delivery, WebhookReceiver
 from tests.faults.tcp_proxy import TcpProxy
-from tests.webhook_receiver import Delivery, WebhookReceiver
 
 # The ceilings hold with the other core busy (a second suite, `stress --cpu 1`): every wait
 # is a condition polled up to a generous limit; only the faults' own durations are fixed.

@@ -19,13 +19,13 @@ from aiokafka import AIOKafkaProducer
 from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key, new_secret
 from bench.texts import generate
 from phoihop_common.kafka import KafkaSettings, producer_kwargs
-from phoihop_common.stack import Stack
+from phoihop_embedded.stack import Stack
 from phoihop_ingest.idempotency import recommendation_id
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import CANONICAL, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
+from phoihop_testkit.webhook_receiver import WebhookReceiver
 from tests.faults.dead_letters import read_dead_letters
-from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(150)]
 

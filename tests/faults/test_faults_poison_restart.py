@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from bench.bus import NOTIFY_ENV, SUBMITTER, SUPERVISOR, copy_config, key
 from bench.texts import generate
 from phoihop_common.kafka import KafkaSettings, producer_kwargs
-from phoihop_common.stack import Stack
+from phoihop_embedded.stack import Stack
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import INBOUND_RESPONSES, INBOUND_SUBMISSIONS

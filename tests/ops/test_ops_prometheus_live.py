@@ -25,8 +25,8 @@ import httpx
 import pytest
 import yaml
 
-from phoihop_common.broker import free_port
-from phoihop_common.stack import Stack
+from phoihop_common.net import free_port
+from phoihop_embedded.stack import Stack
 from phoihop_schemas.topics import CANONICAL, INBOUND_RESPONSES, INBOUND_SUBMISSIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

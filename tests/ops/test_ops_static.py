@@ -335,7 +335,7 @@ def test_inbound_topics_refuse_records_over_the_edge_limit() -> None:
 def test_topics_init_creates_every_registry_topic(tmp_path: Path) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from phoihop_common.broker import EmbeddedBroker
+    from phoihop_embedded.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
     try:

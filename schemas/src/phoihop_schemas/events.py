@@ -131,6 +131,15 @@ class ResponseAction(StrEnum):
     CLASSIFY = "classify"
     CLOSE = "close"
     REOPEN = "reopen"
+    # corrections of duplicate decisions (the case's assignee, the other case's, or a
+    # supervisor / triage body): `target` names the other case where one is needed
+    MERGE_INTO = "merge_into"
+    UNMERGE = "unmerge"
+    NOT_DUPLICATE = "not_duplicate"
+
+
+# Actions that name another case in `Response.target`.
+TARGETED_ACTIONS = frozenset({ResponseAction.MERGE_INTO, ResponseAction.NOT_DUPLICATE})
 
 
 class Response(Frozen):
@@ -144,6 +153,8 @@ class Response(Frozen):
     reason: Annotated[NfcStr | None, Field(default=None, max_length=2000)] = None
     category: Code | None = None
     level: Level | None = None
+    # the other case of `merge_into` (merge this one into it) and `not_duplicate`
+    target: Annotated[Checked | None, Field(default=None, min_length=1, max_length=100)] = None
     responded_at: datetime
 
 
@@ -198,10 +209,45 @@ class Merged(LifecycleEvent):
     similarity: Annotated[float, Field(ge=0.0, le=1.0)]
     decision: Decision
     submitted_by: str | None = None
+    # the agency that merged it by hand (`merge_into`); None: routing merged it
+    merged_by: str | None = None
 
     def addressees(self) -> frozenset[str]:
-        """The submitting agency."""
-        return frozenset({self.submitted_by}) if self.submitted_by else frozenset()
+        """The submitting agency (and whoever merged it by hand)."""
+        return frozenset(c for c in (self.submitted_by, self.merged_by) if c)
+
+
+class Unmerged(LifecycleEvent):
+    """A wrong merge was undone: the recommendation is its own case again.
+
+    Emitted on the recommendation that had been merged (`duplicate_of` is the case it was
+    split from); routing assigns it again right after (its next `assigned`). `recipients`:
+    its submitting agency (told that it is handled on its own now).
+    """
+
+    event_name: ClassVar[str] = "unmerged"
+    duplicate_of: str
+    agency: str  # who undid it
+    reason: Checked
+    recipients: tuple[str, ...] = ()
+    decision: Decision
+
+    def addressees(self) -> frozenset[str]:
+        """The submitting agency and the agency that undid the merge."""
+        return frozenset({self.agency, *self.recipients})
+
+
+class DuplicateDismissed(LifecycleEvent):
+    """A person said this recommendation does not repeat `candidate` (never suggested again)."""
+
+    event_name: ClassVar[str] = "duplicate_dismissed"
+    candidate: str
+    agency: str  # who dismissed it
+    reason: Checked | None = None
+
+    def addressees(self) -> frozenset[str]:
+        """The agency that dismissed it."""
+        return frozenset({self.agency})
 
 
 class Assigned(LifecycleEvent):
@@ -377,8 +423,10 @@ class NotificationOutcome(Frozen):
 LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     Received,
     Merged,
+    Unmerged,
     Assigned,
     DuplicateSuggested,
+    DuplicateDismissed,
     Accepted,
     Declined,
     Answered,

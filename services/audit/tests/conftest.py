@@ -17,7 +17,6 @@ from phoihop_audit import trail
 from phoihop_audit.app import Runtime, build_runtime, create_app
 from phoihop_audit.settings import AuditSettings
 from phoihop_common.pii import seal_reporter
-from phoihop_common.testing import TEST_PII_KEY, fixed_pii_cipher
 from phoihop_schemas import codec
 from phoihop_schemas.events import (
     Answered,
@@ -30,6 +29,7 @@ from phoihop_schemas.events import (
     Received,
     Reporter,
 )
+from phoihop_testkit.plugin import TEST_PII_KEY, fixed_pii_cipher
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 RULE = Decision(rule="test-rule", version="1")

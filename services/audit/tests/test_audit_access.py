@@ -215,7 +215,7 @@ def test_migration_fills_source_ref_from_the_stored_received_events(settings, ev
 
     from phoihop_audit import db, trail
     from phoihop_audit.app import build_runtime
-    from phoihop_common.testing import fixed_pii_cipher
+    from phoihop_testkit.plugin import fixed_pii_cipher
 
     engine = db.make_engine(settings.database_url)
     cfg = Config()

@@ -21,7 +21,6 @@ import openpyxl
 import pytest
 from asgi_lifespan import LifespanManager
 
-from phoihop_audit import api_consolidated
 from phoihop_audit.app import create_app
 from phoihop_audit.consolidated import HEADER_ROW, HEADERS, TITLE, Rec, root_of
 from phoihop_audit.settings import AuditSettings
@@ -47,10 +46,8 @@ def utc(*args: int) -> datetime:
 
 @pytest.fixture
 async def http(settings: AuditSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The audit API with the consolidated-list router (included here unless app.py does)."""
+    """The audit API as the service builds it."""
     app = create_app(settings, consume=False)
-    if not any(getattr(r, "path", None) == ROUTE for r in app.routes):
-        app.include_router(api_consolidated.router)
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(

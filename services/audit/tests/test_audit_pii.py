@@ -10,8 +10,8 @@ from sqlalchemy import select
 from phoihop_audit import trail
 from phoihop_audit.db import events
 from phoihop_common.pii import PiiCipher, PiiDecryptError, seal_reporter
-from phoihop_common.testing import fixed_pii_cipher
 from phoihop_schemas.events import Reporter
+from phoihop_testkit.plugin import fixed_pii_cipher
 
 REPORTER = Reporter(name="Đinh Thị Hồng Nhung", phone="0903 111 222")
 

@@ -67,6 +67,8 @@ def may_2026(store, ev, new_id) -> dict[str, str]:
     return r
 
 
+# No corrections of duplicate decisions in this fixture (test_audit_corrections counts them).
+NO_CORRECTIONS = {"merged_by_hand": 0, "unmerged": 0, "dismissed": 0}
 XD = {
     "key": "SO_XAY_DUNG",
     "name": "Sở Xây dựng",
@@ -80,6 +82,7 @@ XD = {
     "median_days": 10.0,
     "p90_days": 40.0,
     "on_time_ratio": 0.6667,
+    **NO_CORRECTIONS,
 }
 NN = {
     "key": "SO_NN_MT",
@@ -94,6 +97,7 @@ NN = {
     "median_days": 4.0,
     "p90_days": 4.0,
     "on_time_ratio": 1.0,
+    **NO_CORRECTIONS,
 }
 UNASSIGNED = {
     "key": None,
@@ -108,6 +112,7 @@ UNASSIGNED = {
     "median_days": None,
     "p90_days": None,
     "on_time_ratio": None,
+    **NO_CORRECTIONS,
 }
 TOTAL = {
     "key": None,
@@ -122,6 +127,7 @@ TOTAL = {
     "median_days": 7.0,  # days 2, 4, 10, 40
     "p90_days": 40.0,  # nearest rank: ceil(0.9 * 4) = 4th
     "on_time_ratio": 0.75,
+    **NO_CORRECTIONS,
 }
 
 
@@ -201,6 +207,6 @@ async def test_report_csv_and_xlsx_read_back(may_2026, client, as_agency) -> Non
     assert "Quá hạn (hiện tại)" in header
     body = [[c.value for c in row] for row in ws.iter_rows(min_row=6, max_row=9)]
     assert body[0][:3] == [1, "Sở Nông nghiệp và Môi trường", 2]
-    assert body[1] == [2, "Sở Xây dựng", 4, 0, 4, 3, 2, 1, 2, 10.0, 40.0]
+    assert body[1] == [2, "Sở Xây dựng", 4, 0, 4, 3, 2, 1, 2, 10.0, 40.0, 0, 0, 0]
     assert body[2][:4] == [3, "Chưa giao", 1, 1]
-    assert body[3] == [None, "Tổng cộng", 7, 1, 6, 4, 3, 1, 2, 7.0, 40.0]
+    assert body[3] == [None, "Tổng cộng", 7, 1, 6, 4, 3, 1, 2, 7.0, 40.0, 0, 0, 0]

@@ -17,12 +17,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from phoihop_audit import merkle
-from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
-from phoihop_common.testing import TEST_PII_KEY
+from phoihop_common.net import free_port
 from phoihop_schemas import codec
 from phoihop_schemas.events import Reporter
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER
+from phoihop_testkit.plugin import TEST_PII_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from phoihop_common.auth import ApiKeys, hash_key
-from phoihop_common.broker import EmbeddedBroker
 from phoihop_common.config import ConfigError, Duration, commune_agency_code, load_reference
 from phoihop_common.kafka import KafkaSettings, client_kwargs, ensure_topics
 from phoihop_common.text import fold, nfc, tokens
+from phoihop_embedded.broker import EmbeddedBroker
 from phoihop_schemas.topics import ALL_TOPICS
 
 

@@ -98,6 +98,8 @@ async def running(bootstrap: str, handler: Recorder, **policy: float) -> AsyncIt
             consumer_retry_backoff_s=0.05,
             consumer_stuck_after_s=policy.get("stuck_after", 30.0),
             consumer_max_records=50,
+            consumer_linger_ms=int(policy.get("linger_ms", 0)),
+            consumer_linger_records=int(policy.get("linger_records", 200)),
         ),
         handler=handler,
         producer=lambda: producer,
@@ -148,6 +150,20 @@ async def test_poison_record_is_dead_lettered_alone_and_neighbours_commit(
     async with running(kafka_bootstrap, again):
         await asyncio.sleep(3)
     assert again.applied == [] or set(again.applied) <= set(handler.applied)
+
+
+async def test_linger_gathers_what_arrives_into_one_batch(kafka_bootstrap: str) -> None:
+    handler = Recorder()
+    values = [f"linger-{i}".encode() for i in range(5)]
+    async with running(kafka_bootstrap, handler, linger_ms=5000, linger_records=5) as kit:
+        await _until(lambda: kit.consumer is not None and kit.consumer.assignment())
+        await _produce(kafka_bootstrap, values[:1])
+        await asyncio.sleep(0.3)  # the first record is in hand, the kit is lingering
+        await _produce(kafka_bootstrap, values[1:])
+        await _until(lambda: len(handler.applied) == 5)
+    # one handler call, one transaction, one commit for the five
+    assert handler.calls == 1
+    assert handler.applied == values
 
 
 async def test_oversized_reject_is_summarised(kafka_bootstrap: str) -> None:

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from phoihop_common.broker import free_port
-from phoihop_common.testing import TEST_PII_KEY
+from phoihop_common.net import free_port
 from phoihop_ingest.settings import IngestSettings
+from phoihop_testkit.plugin import TEST_PII_KEY
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -10,15 +10,16 @@ from typing import Any
 import httpx
 from ingest_testkit import ReadTopic, key, running_ingest
 
-from phoihop_common.broker import EmbeddedBroker, free_port
 from phoihop_common.kafka import KafkaSettings, ensure_topics
+from phoihop_common.net import free_port
 from phoihop_common.pii import open_reporter
-from phoihop_common.testing import fixed_pii_cipher
+from phoihop_embedded.broker import EmbeddedBroker
 from phoihop_ingest.idempotency import recommendation_id
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode, lifecycle_event_id
 from phoihop_schemas.events import Received
 from phoihop_schemas.topics import CANONICAL
+from phoihop_testkit.plugin import fixed_pii_cipher
 
 RECEIVED = CANONICAL["received"].name
 TEXT_NFD = unicodedata.normalize(

@@ -13,13 +13,13 @@ import httpx
 from ingest_testkit import ReadTopic, key, running_ingest
 from openpyxl import Workbook
 
-from phoihop_common.broker import free_port
+from phoihop_common.net import free_port
 from phoihop_common.pii import open_reporter
-from phoihop_common.testing import fixed_pii_cipher
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import Received
 from phoihop_schemas.topics import CANONICAL
+from phoihop_testkit.plugin import fixed_pii_cipher
 
 RECEIVED = CANONICAL["received"].name
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from ingest_testkit import ReadTopic, key, running_ingest
 
-from phoihop_common.broker import free_port
+from phoihop_common.net import free_port
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import Response, ResponseAction
@@ -195,3 +195,64 @@ async def test_audit_unreachable_gives_503(
         assert resp.status_code == 503
         assert resp.json()["error"] == "audit_unavailable"
         assert resp.headers["Retry-After"] == "7"
+
+
+OTHER = str(uuid.uuid4())  # open, assigned to another agency
+DENUNCIATION = str(uuid.uuid4())
+MERGED = str(uuid.uuid4())  # merged into OTHER
+CLOSED = str(uuid.uuid4())
+
+
+async def test_corrections_who_may_and_which_pairs(
+    client: httpx.AsyncClient, audit: FakeAudit, read_topic: ReadTopic
+) -> None:
+    base = audit.statuses[ASSIGNED]
+    audit.statuses[OTHER] = base | {"id": OTHER, "agency": "SO_GD_DT"}
+    audit.statuses[DENUNCIATION] = base | {"id": DENUNCIATION, "kind": "to_cao"}
+    audit.statuses[MERGED] = base | {
+        "id": MERGED,
+        "status": "merged",
+        "agency": None,
+        "duplicate_of": OTHER,
+    }
+    audit.statuses[CLOSED] = base | {"id": CLOSED, "status": "closed"}
+    cases: list[tuple[str, str, dict[str, Any] | None, str, int, str | None]] = [
+        (ASSIGNED, "merge_into", {"target": OTHER}, "SO_Y_TE", 403, "not_assignee"),
+        (ASSIGNED, "merge_into", {"target": UNKNOWN}, "SO_XAY_DUNG", 404, None),
+        (ASSIGNED, "merge_into", {"target": "nope"}, "SO_XAY_DUNG", 422, "invalid_target"),
+        (ASSIGNED, "merge_into", {}, "SO_XAY_DUNG", 422, None),
+        (ASSIGNED, "merge_into", {"target": ASSIGNED}, "SO_XAY_DUNG", 422, "invalid_target"),
+        (ASSIGNED, "merge_into", {"target": DENUNCIATION}, "TT_HDND", 422, "kind_mismatch"),
+        (ASSIGNED, "merge_into", {"target": CLOSED}, "TT_HDND", 409, "target_not_open"),
+        (CLOSED, "merge_into", {"target": OTHER}, "TT_HDND", 409, "invalid_transition"),
+        (ASSIGNED, "unmerge", {"reason": "Khác nội dung"}, "TT_HDND", 409, "not_merged"),
+        (MERGED, "unmerge", {"reason": "Khác nội dung"}, "SO_Y_TE", 403, "not_assignee"),
+        (MERGED, "unmerge", {}, "TT_HDND", 422, "reason_required"),
+        (ASSIGNED, "not_duplicate", {"target": OTHER}, "SO_Y_TE", 403, "not_assignee"),
+        # allowed: this case's assignee, the other case's assignee, supervisor, triage
+        (ASSIGNED, "merge_into", {"target": OTHER}, "SO_XAY_DUNG", 202, None),
+        (ASSIGNED, "merge_into", {"target": OTHER}, "SO_GD_DT", 202, None),
+        (MERGED, "unmerge", {"reason": "Khác nội dung"}, "SO_GD_DT", 202, None),
+        (ASSIGNED, "not_duplicate", {"target": OTHER, "reason": "Khác"}, "UBMTTQ_TINH", 202, None),
+    ]
+    for rec_id, segment, payload, agency, status, reason in cases:
+        resp = await client.post(
+            f"/v1/recommendations/{rec_id}/{segment}", json=payload, headers=key(agency)
+        )
+        assert resp.status_code == status, (rec_id, segment, agency, resp.text)
+        if reason is not None:
+            assert resp.json()["error"] == reason, resp.text
+
+    records = await read_topic(INBOUND_RESPONSES.name, count=4)
+    messages = [decode(value=r.value, headers=r.headers).data for r in records]
+    seen = sorted(
+        (m.action.value, m.agency, m.target or "") for m in messages if isinstance(m, Response)
+    )
+    assert seen == sorted(
+        [
+            ("merge_into", "SO_XAY_DUNG", OTHER),
+            ("merge_into", "SO_GD_DT", OTHER),
+            ("unmerge", "SO_GD_DT", ""),
+            ("not_duplicate", "UBMTTQ_TINH", OTHER),
+        ]
+    )

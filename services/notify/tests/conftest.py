@@ -14,12 +14,12 @@ import pytest
 import yaml
 from asgi_lifespan import LifespanManager
 
-from phoihop_common.testing import TEST_PII_KEY
 from phoihop_notify.app import create_app
 from phoihop_notify.channels import Channel
 from phoihop_notify.runtime import Runtime
 from phoihop_notify.settings import NotifySettings
 from phoihop_notify.testing import WebhookReceiver, poll
+from phoihop_testkit.plugin import TEST_PII_KEY
 
 
 @dataclass

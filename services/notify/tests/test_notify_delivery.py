@@ -14,7 +14,6 @@ from standardwebhooks import Webhook
 
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
 from phoihop_common.pii import seal_reporter
-from phoihop_common.testing import fixed_pii_cipher
 from phoihop_notify.models import events
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
@@ -30,6 +29,7 @@ from phoihop_schemas.events import (
     Reporter,
 )
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER
+from phoihop_testkit.plugin import fixed_pii_cipher
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from phoihop_common.broker import free_port
+from phoihop_common.net import free_port
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
 from phoihop_schemas.events import Escalated, Reminded

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from phoihop_common.broker import free_port
+from phoihop_common.net import free_port
 from phoihop_notify.store import new_secret
 from phoihop_notify.testing import poll, publish
 from phoihop_schemas.events import Assigned, Decision, Kind, Level, Received

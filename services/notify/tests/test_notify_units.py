@@ -12,7 +12,6 @@ from standardwebhooks import Webhook
 
 from phoihop_common.config import load_reference
 from phoihop_common.pii import PiiCipher, PiiDecryptError, seal_reporter
-from phoihop_common.testing import fixed_pii_cipher
 from phoihop_notify.bodies import SUMMARIES, cloudevent_body, reveal
 from phoihop_notify.channels import signature_header
 from phoihop_notify.config import EVENT_TYPES
@@ -23,6 +22,7 @@ from phoihop_notify.settings import DEFAULT_RETRY_SCHEDULE, NotifySettings
 from phoihop_notify.ssrf import check_addresses, check_url
 from phoihop_notify.store import new_secret
 from phoihop_schemas.events import Decision, DuplicateSuggested, Reporter, SuggestedDuplicate
+from phoihop_testkit.plugin import fixed_pii_cipher
 
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
 REFERENCE = load_reference()

@@ -10,6 +10,7 @@ import pytest
 from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.evaluate import (
+    REPO_CORPORA,
     Prediction,
     Record,
     default_corpora,
@@ -119,9 +120,7 @@ def test_every_corpus_of_the_checkout_by_default(
     monkeypatch.delenv("PHOIHOP_EVAL_CORPUS", raising=False)
     corpora = default_corpora()
     repo_corpus = Path(__file__).resolve().parents[3] / "corpus"
-    present = [
-        repo_corpus / n for n in ("dev.jsonl", "written.jsonl") if (repo_corpus / n).is_file()
-    ]
+    present = [repo_corpus / n for n in REPO_CORPORA if (repo_corpus / n).is_file()]
     if present:
         assert corpora == present
         assert default_corpus() == present[0]
@@ -181,7 +180,7 @@ def test_bad_corpus_line_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
 @pytest.mark.timeout(240)
 def test_the_running_bus_decides_like_the_functions(classifier: Classifier) -> None:
     """Through ingest → routing (faust) → audit, a sample gets the in-process decisions."""
-    from phoihop_routing.evaluate_bus import evaluate_via_bus
+    from phoihop_testkit.evaluate_bus import evaluate_via_bus
 
     records = load_corpus(WRITTEN)
     groups: dict[str, list[str]] = {}

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
-from phoihop_common.stack import tail
+from phoihop_common.net import free_port
+from phoihop_embedded.stack import tail
 from phoihop_schemas import codec
 from phoihop_schemas.events import Channel, Kind, Received, Response, ResponseAction
 from phoihop_schemas.topics import CANONICAL, DEAD_LETTER, INBOUND_RESPONSES, LIFECYCLE_TOPICS

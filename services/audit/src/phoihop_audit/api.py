@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 
-from phoihop_audit import db, log, queries, reports
+from phoihop_audit import db, labelled, log, queries, reports
 from phoihop_audit import openapi as docs
 from phoihop_audit.access import Caller
 from phoihop_audit.exceptions import (
@@ -33,6 +33,7 @@ from phoihop_common.errors import (
 )
 from phoihop_common.http import READINESS_RESPONSES, Readiness, readiness, readiness_response
 from phoihop_common.metrics import metrics_response
+from phoihop_schemas import lifecycle
 
 router = APIRouter()
 
@@ -243,7 +244,7 @@ def get_trail(
     return _read(read)
 
 
-SUPERVISOR_ROLE = "supervisor"
+SUPERVISOR_ROLE = lifecycle.SUPERVISOR
 
 
 def _require_supervisor(rt: Runtime, api_key: str | None) -> None:
@@ -414,3 +415,55 @@ def rendered(
         return data
     disposition = f'attachment; filename="{name}.{format}"'
     return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})
+
+
+@router.get(
+    "/v1/reports/labelled-pairs",
+    tags=["reports"],
+    response_model=docs.LabelledPairs,
+    responses={
+        200: {
+            "content": {docs.JSONL_TYPE: {"schema": {"type": "string"}}},
+            "description": "The pairs as JSON, or as JSON Lines (`format=jsonl`): one pair"
+            " object per line.",
+        },
+        **error_responses(
+            400,
+            401,
+            403,
+            422,
+            notes={**BAD_PERIOD, 403: "Needs a supervisor's or a triage body's key (`forbidden`)."},
+        ),
+    },
+)
+def labelled_pairs(
+    rt: RuntimeDep,
+    who: CallerDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    month: Month = None,
+    quarter: Quarter = None,
+    format: Literal["json", "jsonl"] = "json",
+) -> dict[str, Any] | Response:
+    """Pairs of cases people decided were duplicates or not, with both texts.
+
+    Each correction of a duplicate decision labels a pair: `merge_into` says `duplicate`,
+    `unmerge` and `not_duplicate` say `not_duplicate`; a pair counts once, with its latest
+    decision, in the period (`from`/`to`, `month` or `quarter`) that decision was made in.
+    Supervisors and triage bodies only.
+    """
+    labelled.require_role(reference=rt.reference, caller=who)
+    period = reports.parse_period(
+        date_from=date_from, date_to=date_to, month=month, quarter=quarter
+    )
+    data = labelled.build_pairs(
+        rt.engine, period=period, caller=who, reference=rt.reference, tz=rt.settings.timezone
+    )
+    if format == "json":
+        return data
+    name = f"cap-trung-{period.start.isoformat()}-{period.end.isoformat()}.jsonl"
+    return Response(
+        labelled.to_jsonl(data).encode("utf-8"),
+        media_type=docs.JSONL_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -13,8 +13,7 @@ from phoihop_audit.api import install_handlers, router
 from phoihop_audit.consumer import AuditConsumer
 from phoihop_audit.runtime import Runtime, audit_metrics, build_runtime
 from phoihop_audit.settings import AuditSettings
-from phoihop_common.http import install as install_security_headers
-from phoihop_common.http import install_docs
+from phoihop_common.http import service_app
 from phoihop_common.logs import get_logger
 
 __all__ = ["Runtime", "audit_metrics", "build_runtime", "checkpoint_loop", "create_app"]
@@ -64,20 +63,15 @@ def create_app(settings: AuditSettings | None = None, *, consume: bool = True) -
             rt.engine.dispose()
             logger.info("stopped")
 
-    app = FastAPI(
+    return service_app(
         title="phoihop audit",
         summary="The tamper-evident trail, case status, search, reports and public proofs.",
         description=openapi.DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_tags=openapi.TAGS,
+        tags=openapi.TAGS,
+        http_metrics=audit_metrics().service.http_middleware,
+        metrics_token=settings.metrics_token,
+        errors=install_handlers,
+        routers=[router, api_consolidated.router],
     )
-    app.middleware("http")(audit_metrics().service.http_middleware)
-    install_security_headers(app, metrics_token=settings.metrics_token)
-    install_handlers(app)
-    install_docs(app)
-    app.include_router(router)
-    app.include_router(api_consolidated.router)
-    return app

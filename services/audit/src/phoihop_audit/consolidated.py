@@ -43,10 +43,11 @@ from sqlalchemy import Connection, Engine, and_, or_, select
 from phoihop_audit.access import Caller, scope_clause, visible_expr
 from phoihop_audit.db import events, recommendations
 from phoihop_audit.queries import period_bounds
-from phoihop_audit.readmodel import OVERDUE_STATUSES, iso, parse_time
+from phoihop_audit.readmodel import iso, parse_time
 from phoihop_audit.reports import GroupBy, Period, _label, _vn_date
 from phoihop_common.access import Resource
 from phoihop_common.config import Reference
+from phoihop_schemas import lifecycle
 from phoihop_schemas.events import Channel
 
 TITLE = "TỔNG HỢP Ý KIẾN, KIẾN NGHỊ CỬ TRI"
@@ -344,7 +345,7 @@ def consolidate(
             kind, category, level = shown[0].kind, None, None
         status = case.status if case is not None else None
         deadline = case.deadline if case is not None else None
-        overdue = bool(status in OVERDUE_STATUSES and deadline is not None and deadline < now)
+        overdue = lifecycle.is_overdue(status, deadline, now)
         agency = case.agency if case is not None else None
         given = answers.get(case_id) if with_answer else None
         rows.append(

@@ -55,6 +55,7 @@ events = Table(
     Column("hash", String(64), nullable=False),
     Column("leaf_hash", String(64), nullable=False),
     Index("ix_audit_events_rec_seq", "recommendation_id", "sequence"),
+    Index("ix_audit_events_type", "type"),  # migration 0004
 )
 
 checkpoints = Table(

@@ -107,6 +107,20 @@ class MergedInto(_Out):
     answers: list[Answer]
 
 
+class Correction(_Out):
+    """A person's correction of a duplicate decision on this case."""
+
+    sequence: int
+    action: Literal["merge_into", "unmerge", "not_duplicate"] = Field(
+        description="`merge_into`: merged into `other` by hand; `unmerge`: a wrong merge into"
+        " `other` undone; `not_duplicate`: it does not repeat `other`"
+    )
+    other: str = Field(description="the other case's id")
+    agency: str = Field(description="who made the correction")
+    reason: str | None
+    at: Timestamp | None
+
+
 class Reporter(_Out):
     """Who submitted it: shown only to those cleared for it (and logged)."""
 
@@ -147,7 +161,13 @@ class RecommendationStatus(_Out):
     suggested_duplicates: list[str] = Field(
         default_factory=list,
         description="possible duplicates routing suggested (`duplicate_suggested`): open"
-        " cases the caller may read, best first",
+        " cases the caller may read, best first; never one a person said this case does not"
+        " repeat (`duplicate_dismissed`, or a merge undone)",
+    )
+    corrections: list[Correction] = Field(
+        default_factory=list,
+        description="people's corrections of duplicate decisions on this case, by sequence"
+        " (empty where the caller may not read the trail)",
     )
     assignments: list[Assignment]
     deadlines: list[DeadlineChange]
@@ -319,6 +339,9 @@ class ReportRow(_Out):
     median_days: float | None
     p90_days: float | None
     on_time_ratio: float | None
+    merged_by_hand: int = Field(description="corrections in the period: merged by hand")
+    unmerged: int = Field(description="corrections in the period: wrong merges undone")
+    dismissed: int = Field(description="corrections in the period: suggestions dismissed")
 
 
 class Report(_Out):
@@ -332,6 +355,30 @@ class Report(_Out):
     total: ReportRow
 
 
+class LabelledPair(_Out):
+    """A pair of cases a person decided on: duplicates or not (its latest decision)."""
+
+    a: str = Field(description="the case the correction was made on")
+    b: str = Field(description="the other case")
+    label: Literal["duplicate", "not_duplicate"]
+    action: Literal["merge_into", "unmerge", "not_duplicate"]
+    decided_by: str = Field(description="the agency that made the correction")
+    decided_at: Timestamp | None
+    text_a: str | None = Field(description="null where the caller may not read the text")
+    text_b: str | None = Field(description="null where the caller may not read the text")
+    kind_a: str | None
+    kind_b: str | None
+    locality_a: str | None
+    locality_b: str | None
+
+
+class LabelledPairs(_Out):
+    """The pairs whose latest decision falls in the period, in the order they were decided."""
+
+    pairs: list[LabelledPair]
+
+
+JSONL_TYPE = "application/x-ndjson"  # JSON Lines, as ingest takes them
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REPORT_FILES: dict[str, Any] = {
     "text/csv": {

@@ -20,6 +20,7 @@ from phoihop_audit.readmodel import OPEN_STATUSES, OVERDUE_STATUSES, Projection,
 from phoihop_common.access import Relation, Resource
 from phoihop_common.config import Reference
 from phoihop_common.text import tokens
+from phoihop_schemas import lifecycle
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 10_000
@@ -126,8 +127,27 @@ def _merged_into(conn: Connection, p: Projection, *, answers: bool) -> dict[str,
     }
 
 
+# Events by which a person says a case does not repeat another: the field naming the other.
+_DISMISSALS = {"duplicate_dismissed": "candidate", "unmerged": "duplicate_of"}
+
+
+def _dismissed_by_others(conn: Connection, p: Projection, ids: list[str]) -> set[str]:
+    """Those of `ids` on which a person said they do not repeat `p` (a pair goes both ways)."""
+    rows = conn.execute(
+        select(events.c.recommendation_id, events.c.type, events.c.data).where(
+            events.c.recommendation_id.in_(ids),
+            events.c.type.in_(sorted(_DISMISSALS)),
+            events.c.sequence.is_not(None),
+        )
+    )
+    return {rec for rec, type_, data in rows if json.loads(data).get(_DISMISSALS[type_]) == p.id}
+
+
 def _suggested(conn: Connection, p: Projection, *, scope: ColumnElement[bool] | None) -> list[str]:
-    """The suggested duplicates still open that the caller may read itself, best first."""
+    """The suggested duplicates still open that the caller may read itself, best first.
+
+    Never a case a person said this one does not repeat, on either of the two cases.
+    """
     ids = p.suggested_ids
     if not ids:
         return []
@@ -136,6 +156,8 @@ def _suggested(conn: Connection, p: Projection, *, scope: ColumnElement[bool] | 
     if scope is not None:
         conds.append(scope)
     kept = {i for (i,) in conn.execute(select(r.c.id).where(*conds))}
+    if kept:
+        kept -= _dismissed_by_others(conn, p, sorted(kept))
     return [i for i in dict.fromkeys(ids) if i in kept]
 
 
@@ -212,6 +234,8 @@ def status(
         "duplicates": duplicates,
         "duplicate_count": duplicate_count,
         "suggested_duplicates": suggested,
+        # people's corrections of duplicate decisions: in the trail too, so for its readers
+        "corrections": p.corrections if Resource.TRAIL in rights else [],
         "assignments": p.assignments,
         "deadlines": p.deadlines,
         "answers": p.answers if Resource.ANSWERS in rights else [],
@@ -405,9 +429,7 @@ def search(
             "received_at": iso(row.received_at),
             "answered_at": iso(row.answered_at),
             "escalation_level": row.escalation_level,
-            "overdue": bool(
-                row.status in OVERDUE_STATUSES and row.deadline is not None and row.deadline < now
-            ),
+            "overdue": bool(lifecycle.is_overdue(row.status, row.deadline, now)),
             "text": row.text if row.text_visible else None,
         }
         for row in rows

@@ -14,12 +14,16 @@ from typing import Any
 
 from phoihop_common.access import Relation
 from phoihop_common.text import fold
+from phoihop_schemas import lifecycle
 
-OPEN_STATUSES = frozenset({"received", "assigned", "accepted", "declined", "triage", "reopened"})
-OVERDUE_STATUSES = frozenset({"assigned", "accepted", "reopened"})
+# the shared vocabulary, as the strings stored in `audit_recommendations.status`
+OPEN_STATUSES = lifecycle.values(lifecycle.UNSETTLED)
+OVERDUE_STATUSES = lifecycle.values(lifecycle.ANSWERABLE)
 _STATUS_OF = {
     "received": "received",
     "merged": "merged",
+    # its own case again, waiting for the `assigned` routing emits right after
+    "unmerged": "received",
     "assigned": "assigned",
     "accepted": "accepted",
     "declined": "declined",
@@ -27,6 +31,17 @@ _STATUS_OF = {
     "reopened": "reopened",
     "closed": "closed",
 }
+
+
+# Events that may carry a person's correction of a duplicate decision (`merged` only with
+# `merged_by`), and the action each stands for.
+CORRECTION_TYPES = ("merged", "unmerged", "duplicate_dismissed")
+CORRECTION_ACTIONS = {
+    "merged": "merge_into",
+    "unmerged": "unmerge",
+    "duplicate_dismissed": "not_duplicate",
+}
+_REASON = "reason="
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -57,6 +72,42 @@ class StoredEvent:
     type: str
     sequence: int
     data: Mapping[str, Any]
+
+
+def _merge_reason(decision: Mapping[str, Any]) -> str | None:
+    """The reason of a merge by hand (routing keeps it as `reason=…` in the evidence)."""
+    for item in decision.get("evidence") or ():
+        if isinstance(item, str) and item.startswith(_REASON):
+            return item[len(_REASON) :] or None
+    return None
+
+
+def correction_of(ev: StoredEvent) -> dict[str, Any] | None:
+    """A person's correction of a duplicate decision carried by an event, or None.
+
+    `{sequence, action, other, agency, reason, at}`: `action` is `merge_into` (a `merged`
+    with `merged_by`), `unmerge` or `not_duplicate`; `other` the other case's id.
+    """
+    d = ev.data
+    if ev.type == "merged":
+        agency, other = d.get("merged_by"), d.get("duplicate_of")
+        reason = _merge_reason(d.get("decision") or {})
+    elif ev.type == "unmerged":
+        agency, other, reason = d.get("agency"), d.get("duplicate_of"), d.get("reason")
+    elif ev.type == "duplicate_dismissed":
+        agency, other, reason = d.get("agency"), d.get("candidate"), d.get("reason")
+    else:
+        return None
+    if not agency or not other:
+        return None  # an automatic merge (or an incomplete record)
+    return {
+        "sequence": ev.sequence,
+        "action": CORRECTION_ACTIONS[ev.type],
+        "other": str(other),
+        "agency": str(agency),
+        "reason": reason,
+        "at": iso(parse_time(d.get("occurred_at"))),
+    }
 
 
 @dataclass
@@ -93,8 +144,13 @@ class Projection:
     answers: list[dict[str, Any]] = field(default_factory=list)
     escalations: list[dict[str, Any]] = field(default_factory=list)
     declines: list[dict[str, Any]] = field(default_factory=list)
-    # the latest `duplicate_suggested`: open cases this one may repeat, best first
+    # the latest `duplicate_suggested`: open cases this one may repeat, best first (never
+    # one a person said it does not repeat)
     suggestions: list[dict[str, Any]] = field(default_factory=list)
+    # cases a person said this one does not repeat (`duplicate_dismissed`, or a merge undone)
+    dismissed: list[str] = field(default_factory=list)
+    # people's corrections of duplicate decisions on this case, by sequence
+    corrections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def assignees(self) -> frozenset[str]:
@@ -104,7 +160,12 @@ class Projection:
     @property
     def suggested_ids(self) -> list[str]:
         """Ids of the suggested duplicates, best first (not yet filtered to open cases)."""
-        return [str(s["recommendation_id"]) for s in self.suggestions]
+        gone = set(self.dismissed)
+        return [
+            str(s["recommendation_id"])
+            for s in self.suggestions
+            if str(s["recommendation_id"]) not in gone
+        ]
 
     @property
     def current_assignee(self) -> str | None:
@@ -120,7 +181,7 @@ class Projection:
 
     def overdue(self, now: datetime) -> bool:
         """Open with a passed answer deadline."""
-        return self.status in OVERDUE_STATUSES and self.deadline is not None and self.deadline < now
+        return lifecycle.is_overdue(self.status, self.deadline, now)
 
     def row(self) -> dict[str, Any]:
         """Values of the `audit_recommendations` row."""
@@ -173,6 +234,9 @@ def _apply(p: Projection, ev: StoredEvent) -> None:
     at = parse_time(d.get("occurred_at"))
     if ev.type in _STATUS_OF:
         p.status = _STATUS_OF[ev.type]
+    correction = correction_of(ev) if ev.type in CORRECTION_TYPES else None
+    if correction is not None:
+        p.corrections.append(correction)
     if ev.type == "received":
         p.kind = d.get("kind") or p.kind
         p.channel = d.get("channel")
@@ -187,6 +251,17 @@ def _apply(p: Projection, ev: StoredEvent) -> None:
         p.duplicate_of = d.get("duplicate_of")
         p.similarity = d.get("similarity")
         p.submitted_by = p.submitted_by or d.get("submitted_by")
+    elif ev.type == "unmerged":
+        # a wrong merge undone: its own case again (the other case loses this source)
+        undone = d.get("duplicate_of") or p.duplicate_of
+        p.duplicate_of = None
+        p.similarity = None
+        if undone:
+            _dismiss(p, str(undone))
+    elif ev.type == "duplicate_dismissed":
+        candidate = d.get("candidate")
+        if candidate:
+            _dismiss(p, str(candidate))
     elif ev.type == "assigned":
         p.agency = d.get("agency")
         p.category = d.get("category")
@@ -250,6 +325,7 @@ def _apply(p: Projection, ev: StoredEvent) -> None:
         p.closed_at = at
         p.closed_by = d.get("closed_by")
     elif ev.type == "duplicate_suggested":
+        gone = set(p.dismissed)
         p.suggestions = [
             {
                 "recommendation_id": c.get("recommendation_id"),
@@ -257,8 +333,15 @@ def _apply(p: Projection, ev: StoredEvent) -> None:
                 "sequence": ev.sequence,
             }
             for c in d.get("candidates") or ()
-            if c.get("recommendation_id")
+            if c.get("recommendation_id") and str(c.get("recommendation_id")) not in gone
         ]
+
+
+def _dismiss(p: Projection, other: str) -> None:
+    """`other` is not a duplicate of this case: never suggested for it again."""
+    if other not in p.dismissed:
+        p.dismissed.append(other)
+    p.suggestions = [s for s in p.suggestions if str(s.get("recommendation_id")) != other]
 
 
 def project(recommendation_id: str, stored: Iterable[StoredEvent]) -> Projection:

@@ -4,6 +4,10 @@ Cohort rule: a report for a period counts the recommendations *received* in that
 says what has become of them (merged, assigned, answered, on time, overdue now, escalated).
 Days to answer run from receipt to the first answer; the median is the usual middle value,
 p90 the nearest-rank 90th percentile.
+
+People's corrections of duplicate decisions are counted by when they were made: the last
+columns count those made in the period (merged by hand, wrong merges undone, suggestions
+dismissed), each under the group of the case it was made on.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from openpyxl.styles import Alignment, Border, Font, Side
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Engine, and_, select
 
+from phoihop_audit import corrections
 from phoihop_audit.access import Caller, scope_clause
 from phoihop_audit.db import recommendations
 from phoihop_audit.exceptions import BadRequestError
@@ -45,6 +50,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("median_days", "Số ngày trả lời (trung vị)"),
     ("p90_days", "Số ngày trả lời (P90)"),
 )
+# Corrections of duplicate decisions made in the period, after every other column.
+CORRECTION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("merged_by_hand", "Gộp trùng thủ công"),
+    ("unmerged", "Hủy gộp trùng"),
+    ("dismissed", "Xác nhận không trùng"),
+)
+_COUNTED = {"merge_into": "merged_by_hand", "unmerge": "unmerged", "not_duplicate": "dismissed"}
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 
@@ -114,6 +126,9 @@ class Row:
     answered_on_time: int = 0
     overdue: int = 0
     escalated: int = 0
+    merged_by_hand: int = 0
+    unmerged: int = 0
+    dismissed: int = 0
     days: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,6 +150,9 @@ class Row:
             "on_time_ratio": round(self.answered_on_time / self.answered, 4)
             if self.answered
             else None,
+            "merged_by_hand": self.merged_by_hand,
+            "unmerged": self.unmerged,
+            "dismissed": self.dismissed,
         }
 
 
@@ -170,13 +188,18 @@ def build_report(
         conds.append(scope)
     with engine.connect() as conn:
         rows = conn.execute(select(r).where(and_(*conds))).all()
+        corrected = corrections.stored(conn, scope=scope, start=start, end=end)
     groups: dict[str | None, Row] = {}
     total = Row(key=None, name="Tổng cộng")
-    for rec in rows:
-        key = getattr(rec, group_by)
+
+    def group(key: str | None) -> Row:
         row = groups.get(key)
         if row is None:
             row = groups[key] = Row(key=key, name=_label(group_by, key, reference))
+        return row
+
+    for rec in rows:
+        row = group(getattr(rec, group_by))
         for target in (row, total):
             target.received += 1
             target.merged += int(rec.status == "merged" or rec.duplicate_of is not None)
@@ -190,6 +213,10 @@ def build_report(
                 rec.status in OVERDUE_STATUSES and rec.deadline is not None and rec.deadline < now
             )
             target.escalated += int((rec.escalation_level or 0) >= 1)
+    for found in corrected:
+        column = _COUNTED[found.action]
+        for target in (group(getattr(found, group_by)), total):
+            setattr(target, column, getattr(target, column) + 1)
     ordered = sorted(groups.values(), key=lambda g: (g.key is None, g.name))
     return {
         "period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
@@ -204,7 +231,13 @@ def build_report(
 def to_csv(report: dict[str, Any]) -> str:
     """CSV: one line per group and a total line (UTF-8, machine-readable headers)."""
     out = io.StringIO()
-    fields = ["key", "name", *(c for c, _ in COLUMNS), "on_time_ratio"]
+    fields = [
+        "key",
+        "name",
+        *(c for c, _ in COLUMNS),
+        "on_time_ratio",
+        *(c for c, _ in CORRECTION_COLUMNS),
+    ]
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in [*report["rows"], {**report["total"], "key": "TOTAL"}]:
@@ -222,7 +255,8 @@ def to_xlsx(report: dict[str, Any]) -> bytes:
     ws = wb.active
     assert ws is not None
     ws.title = "Tổng hợp"
-    headers = ["STT", GROUP_HEADERS[report["group_by"]], *(h for _, h in COLUMNS)]
+    columns = (*COLUMNS, *CORRECTION_COLUMNS)
+    headers = ["STT", GROUP_HEADERS[report["group_by"]], *(h for _, h in columns)]
     width = len(headers)
     last_col = get_column_letter(width)
     bold = Font(bold=True)
@@ -251,12 +285,12 @@ def to_xlsx(report: dict[str, Any]) -> bytes:
     line = header_row
     for n, row in enumerate(report["rows"], start=1):
         line += 1
-        values = [n, row["name"], *(row[c] for c, _ in COLUMNS)]
+        values = [n, row["name"], *(row[c] for c, _ in columns)]
         for col, value in enumerate(values, start=1):
             ws.cell(row=line, column=col, value=value).border = border
     line += 1
     total = report["total"]
-    for col, value in enumerate(["", "Tổng cộng", *(total[c] for c, _ in COLUMNS)], start=1):
+    for col, value in enumerate(["", "Tổng cộng", *(total[c] for c, _ in columns)], start=1):
         cell = ws.cell(row=line, column=col, value=value)
         cell.font = bold
         cell.border = border

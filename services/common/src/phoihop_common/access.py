@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from phoihop_schemas import lifecycle
 from phoihop_schemas.events import Kind, ResponseAction
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ class Resource(StrEnum):
 class Relation(StrEnum):
     """How an agency relates to one case."""
 
-    SUPERVISOR = "supervisor"  # role in agencies.yaml
-    TRIAGE = "triage"  # role in agencies.yaml
+    SUPERVISOR = lifecycle.SUPERVISOR  # role in agencies.yaml
+    TRIAGE = lifecycle.TRIAGE  # role in agencies.yaml
     NEED_TO_KNOW = "need_to_know"  # named in access.yaml
     SUBMITTER = "submitter"  # submitted this very recommendation
     ASSIGNEE = "assignee"  # the body settling it now
@@ -61,17 +62,11 @@ CASE_RELATIONS = frozenset(
 CONFIDENTIAL_REPORTER_MAX = frozenset(
     {Relation.SUBMITTER, Relation.ASSIGNEE, Relation.NEED_TO_KNOW}
 )
-# Who may respond to a case: its current assignee, or an agency with the named role.
-ASSIGNEE = "assignee"
-RESPONDERS: Mapping[ResponseAction, str] = {
-    ResponseAction.ACCEPT: ASSIGNEE,
-    ResponseAction.DECLINE: ASSIGNEE,
-    ResponseAction.ANSWER: ASSIGNEE,
-    ResponseAction.REQUEST_EXTENSION: ASSIGNEE,
-    ResponseAction.CLASSIFY: "triage",
-    ResponseAction.CLOSE: "supervisor",
-    ResponseAction.REOPEN: "supervisor",
-}
+# Who may respond to a case (the shared vocabulary of `phoihop_schemas.lifecycle`).
+ASSIGNEE = lifecycle.ASSIGNEE
+CORRECTOR = lifecycle.CORRECTOR
+CORRECTION_ROLES = lifecycle.CORRECTION_ROLES
+RESPONDERS: Mapping[ResponseAction, str] = lifecycle.RESPONDERS
 
 
 class _Model(BaseModel):
@@ -213,12 +208,24 @@ def responder(action: ResponseAction) -> str:
 
 
 def may_respond(
-    reference: Reference, *, agency: str, action: ResponseAction, assignee: str | None
+    reference: Reference,
+    *,
+    agency: str,
+    action: ResponseAction,
+    assignee: str | None,
+    other_assignee: str | None = None,
 ) -> bool:
-    """Whether `agency` may respond with `action` to a case assigned to `assignee`."""
+    """Whether `agency` may respond with `action` to a case assigned to `assignee`.
+
+    `other_assignee`: for a correction, the assignee of the other case it names.
+    """
     who = responder(action)
     if who == ASSIGNEE:
         return assignee is not None and agency == assignee
+    if who == CORRECTOR:
+        if agency in {a for a in (assignee, other_assignee) if a is not None}:
+            return True
+        return bool(CORRECTION_ROLES & roles(reference, agency))
     return who in roles(reference, agency)
 
 

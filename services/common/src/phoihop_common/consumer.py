@@ -57,6 +57,11 @@ class ConsumerPolicy(BaseModel):
     consumer_retry_backoff_max_s: float = 10.0
     consumer_stuck_after_s: float = 30.0
     consumer_session_timeout_ms: int = 10_000
+    # Batch linger: after the first records arrive, keep fetching for up to this long (or
+    # until `consumer_linger_records`) before applying them, so that under load one
+    # database transaction and one offset commit serve many records. 0: apply at once.
+    consumer_linger_ms: int = 0
+    consumer_linger_records: int = 200
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,7 @@ class ConsumerKit:
                 if self.health.lag == 0:
                     self.health.last_commit = time.monotonic()
                 continue
+            await self._linger(consumer, records)
             started = time.perf_counter()
             self.health.busy_since = time.monotonic()
             try:
@@ -208,6 +214,22 @@ class ConsumerKit:
             per_record = (time.perf_counter() - started) / len(records)
             for rec in records:
                 self.metrics.processing.labels(rec.topic).observe(per_record)
+
+    async def _linger(self, consumer: AIOKafkaConsumer, records: list[Raw]) -> None:
+        """Add what arrives within the linger time to `records` (see ConsumerPolicy)."""
+        policy = self.policy
+        if policy.consumer_linger_ms <= 0:
+            return
+        target = min(policy.consumer_linger_records, policy.consumer_max_records)
+        deadline = time.monotonic() + policy.consumer_linger_ms / 1000
+        while len(records) < target:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            more = await consumer.getmany(
+                timeout_ms=left_ms, max_records=policy.consumer_max_records - len(records)
+            )
+            records.extend(r for part in more.values() for r in part)
 
     # ---------------------------------------------------------------- policy
 

@@ -11,25 +11,34 @@ FastAPI: `readiness(...).model_dump(mode="json")` with `.http_status`).
 
 `install_docs(app)` serves Swagger UI and ReDoc from the assets the `fastapi-offline`
 package ships, never from a CDN: offline networks get working `/docs` and `/redoc`.
+
+`service_app(...)` builds the FastAPI app of an HTTP service (ingest, notify, audit) the
+one way: its OpenAPI title and tags, the HTTP metrics middleware, the security headers and
+metrics token, the error handlers of `phoihop_common.errors`, the local docs and routers.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.base import DispatchFunction
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
+
+    from phoihop_common.errors import ErrorMapper
 
 METRICS_PATH = "/metrics"
 SECURITY_HEADERS = {
@@ -235,3 +244,62 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
 
     app.add_api_route(docs_url, swagger, methods=["GET"], include_in_schema=False)
     app.add_api_route(redoc_url, redoc, methods=["GET"], include_in_schema=False)
+
+
+# --------------------------------------------------------------------------- the app
+
+Lifespan = Callable[["FastAPI"], AbstractAsyncContextManager[None]]
+# the exception mappers of `phoihop_common.errors.install_error_handlers`, or a function
+# installing the service's handlers itself
+ErrorHandlers = Mapping[type[Exception], "ErrorMapper"] | Callable[["FastAPI"], None]
+
+
+def service_app(
+    *,
+    title: str,
+    summary: str,
+    description: str,
+    version: str,
+    lifespan: Lifespan,
+    tags: list[dict[str, Any]],
+    http_metrics: Middleware | DispatchFunction,
+    metrics_token: SecretStr | None,
+    errors: ErrorHandlers | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The FastAPI app of an HTTP service, built the way every service builds it.
+
+    `http_metrics` counts and times requests: a dispatch function (as `app.middleware("http")`
+    takes it) or a pure ASGI `Middleware`; the security headers (`install`) wrap it, and the
+    metrics token guards `/metrics`. `errors` become `ErrorBody` answers
+    (`install_error_handlers`); Swagger UI and ReDoc are served locally (`install_docs`);
+    `routers` are included in order. What only one service has (webhooks, its OpenAPI
+    additions, state) is added to the returned app by that service.
+    """
+    from fastapi import FastAPI
+
+    from phoihop_common.errors import install_error_handlers
+
+    app = FastAPI(
+        title=title,
+        summary=summary,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_tags=tags,
+    )
+    if isinstance(http_metrics, Middleware):
+        app.add_middleware(http_metrics.cls, *http_metrics.args, **http_metrics.kwargs)
+    else:
+        app.middleware("http")(http_metrics)
+    install(app, metrics_token=metrics_token)
+    if errors is None or isinstance(errors, Mapping):
+        install_error_handlers(app, errors)
+    else:
+        errors(app)
+    install_docs(app)
+    for router in routers:
+        app.include_router(router)
+    return app

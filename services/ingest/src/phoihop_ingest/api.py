@@ -33,12 +33,11 @@ from phoihop_ingest.exceptions import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from phoihop_ingest.idempotency import MAX_KEY_CHARS
 from phoihop_ingest.runtime import Runtime
 from phoihop_ingest.submissions import RECEIVED_TOPIC, SOURCE, Pending, submit_many
 from phoihop_ingest.validation import validate_submission
 from phoihop_schemas import textpolicy
-from phoihop_schemas.codec import encode
+from phoihop_schemas.codec import MAX_KEY_CHARS, encode
 from phoihop_schemas.events import Submission
 from phoihop_schemas.topics import INBOUND_RESPONSES
 
@@ -348,6 +347,17 @@ def _response_handler(
         responses.check_assignee(
             segment=segment, caller=caller.agency, status=status, reference=runtime.reference
         )
+        other_id = responses.correction_other(segment=segment, body=body, status=status)
+        if other_id is not None:
+            # the other case must exist and be visible to the caller (404 otherwise)
+            other = await runtime.audit.status(recommendation_id=other_id, api_key=caller.key)
+            responses.check_correction(
+                segment=segment,
+                caller=caller.agency,
+                status=status,
+                other=other,
+                reference=runtime.reference,
+            )
         response_id = responses.response_id(
             agency=caller.agency, recommendation_id=rec_id, segment=segment, key=key
         )
@@ -372,19 +382,25 @@ RESPONSE_ERRORS = error_responses(
     401,
     403,
     404,
+    409,
     413,
     415,
     422,
     503,
     notes={
         403: "Only the assignee may do this (`not_assignee`), or the action needs a role"
-        " the caller lacks (`forbidden_role`).",
-        404: "No such recommendation visible to the caller (`unknown_recommendation`).",
+        " the caller lacks (`forbidden_role`). Corrections (`merge_into`, `unmerge`,"
+        " `not_duplicate`): the assignee of either case, a supervisor or a triage body.",
+        404: "No such recommendation (or `target`) visible to the caller"
+        " (`unknown_recommendation`).",
+        409: "The case's status does not allow it: `invalid_transition` (merge a case that"
+        " is not open), `target_not_open`, `not_merged` (unmerge a case that is not merged).",
         503: "Audit or the broker did not answer: retry after `Retry-After` seconds.",
     },
 )
 WHO = {
     "assignee": "the agency the recommendation is assigned to",
+    "corrector": "the assignee of this case or of the other case, a supervisor or a triage body",
     "triage": "a triage body",
     "supervisor": "a supervisor",
 }

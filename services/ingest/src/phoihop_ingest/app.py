@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
-from phoihop_common.errors import ApiError, install_error_handlers
-from phoihop_common.http import install as install_security_headers
-from phoihop_common.http import install_docs
+from phoihop_common.errors import ApiError
+from phoihop_common.http import service_app
 from phoihop_ingest import openapi
 from phoihop_ingest.api import router
 from phoihop_ingest.exceptions import IngestError, StoreUnavailableError, UnavailableError
@@ -43,23 +43,18 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    app = service_app(
         title="phoihop ingest",
         summary="Submissions, bulk import and agencies' responses enter the bus here.",
         description=openapi.DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_tags=openapi.TAGS,
+        tags=openapi.TAGS,
+        http_metrics=Middleware(HttpMetricsMiddleware, metrics=runtime.metrics.service),
+        metrics_token=settings.metrics_token,
+        errors={IngestError: lambda exc: api_error(exc, retry_after=settings.retry_after_seconds)},
+        routers=[router],
     )
     app.state.runtime = runtime
-    app.add_middleware(HttpMetricsMiddleware, metrics=runtime.metrics.service)
-    install_security_headers(app, metrics_token=settings.metrics_token)
-    install_error_handlers(
-        app, {IngestError: lambda exc: api_error(exc, retry_after=settings.retry_after_seconds)}
-    )
-    install_docs(app)
-    app.include_router(router)
     openapi.install(app, reference=runtime.reference)
     return app

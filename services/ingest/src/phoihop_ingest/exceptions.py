@@ -40,6 +40,12 @@ class NotFoundError(IngestError):
     status = 404
 
 
+class ConflictError(IngestError):
+    """The action does not fit the case's current status."""
+
+    status = 409
+
+
 class PayloadTooLargeError(IngestError):
     """The request body exceeds the limit."""
 

@@ -34,6 +34,18 @@ from phoihop_ingest.exceptions import StoreUnavailableError
 from phoihop_schemas.codec import MAX_KEY_CHARS, submission_id
 from phoihop_schemas.events import Submission
 
+__all__ = [
+    "MAX_KEY_CHARS",  # re-exported: callers bound a key to the column's width
+    "VERSION_TABLE",
+    "Claim",
+    "ClaimState",
+    "IdempotencyStore",
+    "body_hash",
+    "idempotency",
+    "metadata",
+    "recommendation_id",
+]
+
 VERSION_TABLE = "alembic_version_ingest"
 _CHUNK = 500
 

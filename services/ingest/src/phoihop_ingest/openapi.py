@@ -19,9 +19,8 @@ from phoihop_common.config import Reference
 from phoihop_common.errors import ErrorItem
 from phoihop_ingest import responses
 from phoihop_ingest.bulk import XLSX_TYPE
-from phoihop_ingest.idempotency import MAX_KEY_CHARS
 from phoihop_ingest.validation import REPORTER_REQUIRED
-from phoihop_schemas.codec import SUBMISSION_ID_NAMESPACE
+from phoihop_schemas.codec import MAX_KEY_CHARS, SUBMISSION_ID_NAMESPACE
 from phoihop_schemas.events import Submission
 
 DESCRIPTION = f"""\
@@ -236,6 +235,10 @@ def examples(reference: Reference) -> dict[str, Any]:
         "ReasonBody": {"reason": "Nội dung thuộc thẩm quyền của UBND xã."},
         "ClassifyBody": {"category": reference.categories[0].code, "level": "tinh"},
         "CloseBody": {"reason": "Đã trả lời, cử tri đồng ý."},
+        "TargetBody": {
+            "target": "0b6f3f5e-8a57-5c0e-9d3e-2f4d6c1a9b11",
+            "reason": "Cùng tuyến đường ĐT.753, cùng nội dung.",
+        },
         "application/x-ndjson": json.dumps(submission | {"source_ref": "KN-1"}, ensure_ascii=False)
         + "\n",
         "text/csv": "kind,channel,locality,text,submitted_at,source_ref\n"

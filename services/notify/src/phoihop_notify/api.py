@@ -1,4 +1,7 @@
-"""HTTP API: agencies manage their webhook subscriptions and deliveries (X-API-Key)."""
+"""HTTP API: agencies manage their webhook subscriptions and deliveries (X-API-Key).
+
+`router` holds the `/v1` routes (each needs the key), `operations` the probes and metrics.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,30 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Security
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query, Request
+from starlette.responses import JSONResponse, Response
 
-from phoihop_common.errors import api_key_header, error_responses, unauthorized
+from phoihop_common.errors import METRICS_ROUTE, Health, error_responses
+from phoihop_common.http import READINESS_RESPONSES, Readiness, readiness, readiness_response
+from phoihop_common.metrics import metrics_response
 from phoihop_notify import openapi as docs
 from phoihop_notify import store
-from phoihop_notify.config import EVENT_TYPES
-from phoihop_notify.exceptions import InvalidSubscriptionError, ScopeNotAllowedError
-from phoihop_notify.matching import JURISDICTION_ROLES, Scope
+from phoihop_notify.deps import AgencyDep, RuntimeDep
+from phoihop_notify.matching import Scope
+from phoihop_notify.requests import (
+    Id,
+    SubscriptionIn,
+    SubscriptionPatch,
+    check_event_types,
+    check_scope,
+)
 from phoihop_notify.runtime import Runtime
 from phoihop_notify.ssrf import check_url
-from phoihop_schemas.textpolicy import check_text
 
 # Every /v1 route authenticates; these statuses can answer any of them.
 router = APIRouter(prefix="/v1", responses=error_responses(401))
+# Probes and the Prometheus exposition: no key.
+operations = APIRouter()
 NOT_FOUND = {404: "No such subscription or delivery of the caller's (`not_found`)."}
 INVALID = {
     422: "A field is invalid (`invalid_request`), an event type unknown"
@@ -30,95 +42,14 @@ INVALID = {
 SCOPE = {403: "`scope: jurisdiction` is for supervisors and triage bodies (`scope_not_allowed`)."}
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The running service."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-def current_agency(
-    runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]
-) -> str:
-    """The agency owning the presented API key; 401 `missing_api_key` or `invalid_api_key`."""
-    agency = runtime.api_keys.agency_for(key)
-    if agency is None:
-        raise unauthorized(key)
-    return agency
-
-
-AgencyDep = Annotated[str, Depends(current_agency)]
-# Ids are at most 64 characters and never hold control characters (PostgreSQL refuses NUL).
-Id = Annotated[str, Path(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
-# The text policy of phoihop_schemas.textpolicy, and the URLs and event types notify takes,
-# in the schema (documentation: the validators below decide).
-TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ufdd0-\\ufdef\\ufffe\\uffff]*$"
-Description = Annotated[
-    str,
-    AfterValidator(check_text),
-    Field(max_length=500, json_schema_extra={"pattern": TEXT_PATTERN}),
-]
-Url = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=2000,
-        description="absolute http(s) URL of a public address (or of a network in"
-        f" `{docs.ALLOWED_NETWORKS_ENV}`)",
-        json_schema_extra={"pattern": "^[hH][tT][tT][pP][sS]?://[^\\s]+$"},
-    ),
-]
-EventTypes = Annotated[
-    list[str],
-    Field(
-        description="[] = every event type",
-        json_schema_extra={"items": {"type": "string", "enum": sorted(EVENT_TYPES)}},
-    ),
-]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SubscriptionIn(_In):
-    """A new webhook endpoint."""
-
-    url: Url
-    event_types: EventTypes = Field(default_factory=list)
-    scope: Scope = Scope.ADDRESSED
-    description: Description | None = None
-
-
-class SubscriptionPatch(_In):
-    """Changes to an endpoint (only the fields given)."""
-
-    url: Url | None = None
-    event_types: EventTypes | None = None
-    scope: Scope | None = None
-    description: Description | None = None
-    enabled: bool | None = None
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _check_types(event_types: list[str]) -> None:
-    unknown = sorted(set(event_types) - EVENT_TYPES)
-    if unknown:
-        raise InvalidSubscriptionError(
-            f"unknown event types {unknown}; known: {sorted(EVENT_TYPES)}"
-        )
-
-
-def _check_scope(runtime: Runtime, agency: str, scope: Scope) -> None:
-    if scope is Scope.JURISDICTION:
-        roles = set(runtime.reference.agency(agency).role)
-        if not roles & JURISDICTION_ROLES:
-            raise ScopeNotAllowedError(f"{agency} is not a supervisor or triage body")
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.post(
@@ -132,8 +63,8 @@ async def create_subscription(
     body: SubscriptionIn, agency: AgencyDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Create an endpoint; the response carries its secret, shown this once."""
-    _check_types(body.event_types)
-    _check_scope(runtime, agency, body.scope)
+    check_event_types(body.event_types)
+    check_scope(runtime.reference, agency, body.scope)
     await check_url(body.url, allowed=runtime.settings.networks)
     return await asyncio.to_thread(
         store.create_subscription,
@@ -181,9 +112,9 @@ async def update_subscription(
     """Change an endpoint; `enabled: true` re-enables a disabled one."""
     changes = body.model_dump(exclude_unset=True)
     if changes.get("event_types") is not None:
-        _check_types(changes["event_types"])
+        check_event_types(changes["event_types"])
     if changes.get("scope") is not None:
-        _check_scope(runtime, agency, Scope(changes["scope"]))
+        check_scope(runtime.reference, agency, Scope(changes["scope"]))
     if changes.get("url") is not None:
         await check_url(changes["url"], allowed=runtime.settings.networks)
     changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
@@ -298,7 +229,24 @@ async def replay_one(delivery_id: Id, agency: AgencyDep, runtime: RuntimeDep) ->
     return result
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+@operations.get("/healthz", tags=["operations"], response_model=Health)
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@operations.get(
+    "/readyz", tags=["operations"], response_model=Readiness, responses=READINESS_RESPONSES
+)
+async def readyz(request: Request) -> JSONResponse:
+    """200 once Kafka clients run, partitions are assigned and the database answers."""
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return readiness_response(readiness(starting=True))
+    return readiness_response(await runtime.ready())
+
+
+@operations.get("/metrics", tags=["operations"], **METRICS_ROUTE)
+async def metrics_endpoint() -> Response:
+    """Prometheus exposition."""
+    return metrics_response()

@@ -20,8 +20,10 @@ _FORMAT = JSONFormat()
 SUMMARIES = {
     "received": "Tiếp nhận kiến nghị / recommendation received",
     "merged": "Kiến nghị trùng, đã gộp / merged with an open case",
+    "unmerged": "Hủy gộp, xử lý riêng / merge undone, handled on its own",
     "assigned": "Giao xử lý / assigned",
     "duplicate_suggested": "Có thể trùng kiến nghị đang xử lý / possible duplicates",
+    "duplicate_dismissed": "Xác nhận không trùng / not a duplicate",
     "accepted": "Đã nhận xử lý / accepted",
     "declined": "Từ chối, không thuộc thẩm quyền / declined",
     "answered": "Đã trả lời / answered",

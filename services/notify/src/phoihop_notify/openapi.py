@@ -48,9 +48,13 @@ TAGS = [
 # Who an `addressed` subscription of an agency receives each event type for.
 ADDRESSEES: dict[str, str] = {
     "received": "the submitting agency",
-    "merged": "the agency that submitted the merged recommendation",
+    "merged": "the agency that submitted the merged recommendation, and the agency that"
+    " merged it by hand (`merged_by`, when a person merged it)",
+    "unmerged": "the submitting agency (`recipients`) and the agency that undid the merge"
+    " (`agency`)",
     "assigned": "the assignee",
     "duplicate_suggested": "the assignee and the triage body (`recipients`)",
+    "duplicate_dismissed": "the agency that dismissed the suggestion (`agency`)",
     "accepted": "the assignee",
     "declined": "the agency that declined",
     "answered": "the sources that get the answer (`recipients`: submitters, merged ones included)",

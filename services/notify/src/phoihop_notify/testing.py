@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from phoihop_common.broker import free_port
 from phoihop_common.kafka import KafkaSettings, producer_kwargs
+from phoihop_common.net import free_port
 from phoihop_schemas.codec import encode
 from phoihop_schemas.events import LifecycleEvent
 from phoihop_schemas.topics import CANONICAL

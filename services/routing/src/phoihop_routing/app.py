@@ -222,12 +222,52 @@ def create_app(
     classifier = classifier or Classifier.from_config(
         reference=reference, rules_path=settings.rules_path
     )
+    app = _faust_app(settings)
+    web.install(app.web, metrics_token=settings.metrics_token)
+    metrics = routing_metrics()
+    topics = _Topics.declare(app)
+    cases = partitioned_table(app, "cases", default=None, key_type=str)
+    # one entry per open case of a bucket (see `tables`), not one growing list per bucket
+    buckets = partitioned_table(
+        app, "bucket-members", default=None, key_type=str, value_serializer=SignatureCodec()
+    )
+    pipeline_kwargs: dict[str, Any] = {}
+    if clock is not None:
+        pipeline_kwargs["clock"] = clock
+    pipeline = Pipeline(
+        policy=build_policy(settings, reference, classifier),
+        classifier=classifier,
+        cases=cases,
+        buckets=buckets,
+        outbox=FaustOutbox(app),
+        metrics=metrics,
+        **pipeline_kwargs,
+    )
+    agents = _install_agents(app, pipeline, topics, settings)
+    routing = Routing(
+        app=app,
+        settings=settings,
+        pipeline=pipeline,
+        received_agent=agents.received,
+        dedup_agent=agents.dedup,
+        case_agent=agents.cases,
+        responses_agent=agents.responses,
+        cases=cases,
+        buckets=buckets,
+    )
+    _install_timer(routing)
+    _install_pages(routing, metrics)
+    return routing
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    """The faust app of this deployment (its store checked, its data directory made)."""
     if settings.store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:
         raise RoutingError(
             "store rocksdb:// needs the rocksdict package; install it or use memory://"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    return faust.App(
         APP_ID,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -247,35 +287,45 @@ def create_app(
         web_port=settings.port,
         autodiscover=False,
     )
-    web.install(app.web, metrics_token=settings.metrics_token)
-    metrics = routing_metrics()
 
-    def raw_topic(*names: str) -> Any:
-        return app.topic(*names, key_serializer="raw", value_serializer="raw")
 
-    received_topic = raw_topic(CANONICAL["received"].name)
-    dedup_topic = raw_topic(ROUTING_DEDUP.name)
-    responses_topic = raw_topic(INBOUND_RESPONSES.name)
-    # only topics routing writes (murmur2 on the recommendation id): never the agencies'
-    case_topics = raw_topic(ROUTING_COMMANDS.name, ROUTING_TIMERS.name)
-    cases = partitioned_table(app, "cases", default=None, key_type=str)
-    # one entry per open case of a bucket (see `tables`), not one growing list per bucket
-    buckets = partitioned_table(
-        app, "bucket-members", default=None, key_type=str, value_serializer=SignatureCodec()
-    )
-    pipeline_kwargs: dict[str, Any] = {}
-    if clock is not None:
-        pipeline_kwargs["clock"] = clock
-    pipeline = Pipeline(
-        policy=build_policy(settings, reference, classifier),
-        classifier=classifier,
-        cases=cases,
-        buckets=buckets,
-        outbox=FaustOutbox(app),
-        metrics=metrics,
-        **pipeline_kwargs,
-    )
+@dataclass(frozen=True)
+class _Topics:
+    """The topics the agents read (raw keys and values: the pipeline decodes them)."""
 
+    received: Any
+    dedup: Any
+    responses: Any
+    cases: Any  # only topics routing writes (murmur2 on the recommendation id)
+
+    @classmethod
+    def declare(cls, app: faust.App) -> _Topics:
+        def raw_topic(*names: str) -> Any:
+            return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+        return cls(
+            received=raw_topic(CANONICAL["received"].name),
+            dedup=raw_topic(ROUTING_DEDUP.name),
+            responses=raw_topic(INBOUND_RESPONSES.name),
+            # never the agencies' topic: stage R re-keys their responses first
+            cases=raw_topic(ROUTING_COMMANDS.name, ROUTING_TIMERS.name),
+        )
+
+
+@dataclass(frozen=True)
+class _Agents:
+    """The four faust agents, one per stage."""
+
+    received: Any
+    dedup: Any
+    responses: Any
+    cases: Any
+
+
+def _install_agents(
+    app: faust.App, pipeline: Pipeline, topics: _Topics, settings: Settings
+) -> _Agents:
+    """Register the agents: each hands the records of its stream to its pipeline stage."""
     batch_max, within = settings.batch_max, settings.batch_within
 
     def generation() -> int:
@@ -283,7 +333,7 @@ def create_app(
 
     # The pipeline's methods never raise on a record (see `agents`); an exception that still
     # escapes a body is recorded for readiness before faust's supervisor sees it.
-    @app.agent(received_topic, name=AGENT_NAMES[STAGE_RECEIVED])
+    @app.agent(topics.received, name=AGENT_NAMES[STAGE_RECEIVED])
     async def received_agent(stream: Any) -> Any:
         try:
             async for events in stream.take_events(batch_max, within=within):
@@ -295,7 +345,7 @@ def create_app(
             pipeline.record_crash(STAGE_RECEIVED, exc)
             raise
 
-    @app.agent(dedup_topic, name=AGENT_NAMES[STAGE_DEDUP])
+    @app.agent(topics.dedup, name=AGENT_NAMES[STAGE_DEDUP])
     async def dedup_agent(stream: Any) -> Any:
         try:
             async for events in stream.take_events(batch_max, within=within):
@@ -325,22 +375,19 @@ def create_app(
 
         return app.agent(topic, name=AGENT_NAMES[stage])(body)
 
-    responses_agent = batch_agent(responses_topic, STAGE_RESPONSES, pipeline.on_responses)
-    case_agent = batch_agent(case_topics, STAGE_CASES, pipeline.on_cases)
-
-    routing = Routing(
-        app=app,
-        settings=settings,
-        pipeline=pipeline,
-        received_agent=received_agent,
-        dedup_agent=dedup_agent,
-        case_agent=case_agent,
-        responses_agent=responses_agent,
-        cases=cases,
-        buckets=buckets,
+    return _Agents(
+        received=received_agent,
+        dedup=dedup_agent,
+        responses=batch_agent(topics.responses, STAGE_RESPONSES, pipeline.on_responses),
+        cases=batch_agent(topics.cases, STAGE_CASES, pipeline.on_cases),
     )
 
-    @app.timer(interval=settings.timer_interval)
+
+def _install_timer(routing: Routing) -> None:
+    """The deadline scan: every `timer_interval`, ticks for the local cases that are due."""
+    app, pipeline = routing.app, routing.pipeline
+
+    @app.timer(interval=routing.settings.timer_interval)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
         if not routing.ready():
             return
@@ -350,6 +397,11 @@ def create_app(
                 active_partitions=routing.active_partitions(), generation=generation
             )
         await pipeline.scan_due()
+
+
+def _install_pages(routing: Routing, metrics: Any) -> None:
+    """The web pages: `/healthz`, `/readyz` and `/metrics`."""
+    app = routing.app
 
     @app.page("/healthz")
     async def healthz(self: View, request: Request) -> Response:
@@ -372,8 +424,6 @@ def create_app(
         await _record_lag(app, metrics)
         prom = metrics_response()
         return self.bytes(bytes(prom.body), headers={"Content-Type": str(prom.media_type)})
-
-    return routing
 
 
 FETCH_MAX_WAIT_MS = 50

@@ -96,26 +96,48 @@ class Classification:
 
 @dataclass(frozen=True)
 class _LevelHits:
-    """The level rules that matched one text: the first trung_uong one, the other hints."""
+    """The level rules that matched one text: the trung_uong ones in file order, the other
+    hints, and the national *objects* (a national road) named only in passing."""
 
-    national: tuple[Rule, Hit] | None
+    nationals: tuple[tuple[Rule, Hit], ...]
     hints: tuple[Hit, ...]
     province: bool  # a province_scope rule matched
+    # ids of trung_uong object rules (not national_scope) whose every term follows a place
+    # or destination marker: "đường liên thôn ... nối ra quốc lộ 34"
+    in_passing: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, rules: tuple[CompiledRule, ...], hits: list[Hit | None]) -> _LevelHits:
-        national = None
+    def of(
+        cls,
+        rules: tuple[CompiledRule, ...],
+        hits: list[Hit | None],
+        *,
+        passing: dict[str, CompiledRule] | None = None,
+        text: MatchText | None = None,
+    ) -> _LevelHits:
+        nationals = []
         hints = []
         province = False
+        in_passing = set()
         for rule, hit in zip(rules, hits, strict=True):
             if hit is None:
                 continue
             if rule.rule.level is Level.TRUNG_UONG:
-                national = national or (rule.rule, hit)
+                nationals.append((rule.rule, hit))
+                marked = (passing or {}).get(rule.rule.id)
+                if marked is not None and text is not None:
+                    again = marked.match(text)
+                    if again is not None and not again.full_terms:
+                        in_passing.add(rule.rule.id)
             else:
                 hints.append(hit)
                 province = province or rule.rule.province_scope
-        return cls(national=national, hints=tuple(hints), province=province)
+        return cls(
+            nationals=tuple(nationals),
+            hints=tuple(hints),
+            province=province,
+            in_passing=frozenset(in_passing),
+        )
 
 
 @dataclass(frozen=True)
@@ -160,7 +182,16 @@ class Classifier:
             CompiledRule.of(r, in_passing=rules.in_passing) for r in rules.categories
         )
         self._level_index = RuleIndex(self._levels)
+        # national objects (roads), with the in-passing markers: "ra quốc lộ 34" is where a
+        # commune road leads, not the road asked about (`_level`)
+        self._national_objects = {
+            r.id: CompiledRule.of(r, in_passing=rules.in_passing)
+            for r in rules.levels
+            if r.level is Level.TRUNG_UONG and not r.national_scope
+        }
         self._category_index = RuleIndex(self._categories)
+        # rule id -> a matched term's name -> (folded, with diacritics) (`_longest_terms`)
+        self._term_forms = {c.rule.id: _term_forms(c) for c in self._categories}
         self._vocabulary = _vocabulary(rules=rules, reference=reference, toned=False)
         self._vocabulary_toned = _vocabulary(rules=rules, reference=reference, toned=True)
         self._agency_codes = frozenset(reference.agency_codes)
@@ -212,7 +243,9 @@ class Classifier:
         if best is None or best.total < 1.0 or best.total <= khac_score:
             return self._unplaced(khac=khac, best=best, locality=locality, kind=kind, mt=mt)
 
-        level_hits = _LevelHits.of(self._levels, self._level_index.hits(mt))
+        level_hits = _LevelHits.of(
+            self._levels, self._level_index.hits(mt), passing=self._national_objects, text=mt
+        )
         level = self._level(best, level_hits)
         agency = self.agency_for(category=best.category, level=level.level, locality=locality)
         level_conf = level.confidence
@@ -293,7 +326,9 @@ class Classifier:
 
     def _score_categories(self, mt: MatchText) -> dict[str, _CategoryScore]:
         hits: dict[str, list[Hit]] = defaultdict(list)
-        for hit in _longest_terms([h for h in self._category_index.hits(mt) if h is not None]):
+        found = [h for h in self._category_index.hits(mt) if h is not None]
+        forms = self._term_forms if mt.has_diacritics else None
+        for hit in _longest_terms(found, forms=forms):
             if hit.rule.category is not None:
                 hits[hit.rule.category].append(hit)
         vocab_scores, vocab_tokens = self._vocabulary_scores(mt)
@@ -328,8 +363,15 @@ class Classifier:
     def _level(
         self, best: _CategoryScore, level_hits: _LevelHits, *, explain: bool = True
     ) -> _LevelDecision:
-        if level_hits.national is not None:
-            rule, hit = level_hits.national
+        # a commune-level object of the field (a hamlet road, an alley) asked about in full
+        local = [h for h in best.hits if h.rule.level is Level.XA and h.full_terms]
+        passed = []
+        for rule, hit in level_hits.nationals:
+            if local and rule.id in level_hits.in_passing:
+                # "đường liên thôn ... nối ra quốc lộ 34": the national road is only where
+                # the commune road leads (LABELING §1: hamlet roads are xa)
+                passed.append(f"{_describe(hit)} only in passing: the matter is {local[0].rule.id}")
+                continue
             return _LevelDecision(
                 level=Level.TRUNG_UONG,
                 rule=rule.id,
@@ -339,7 +381,7 @@ class Classifier:
                 national_hit=hit,
             )
         weighed: dict[Level, float] = defaultdict(float)
-        evidence = []
+        evidence = passed if explain else []
         hints = [h for h in best.hits if h.rule.level is not None]
         for hit in (*hints, *level_hits.hints):
             assert hit.rule.level is not None
@@ -406,19 +448,45 @@ def _describe(hit: Hit) -> str:
     return text
 
 
-def _longest_terms(hits: list[Hit]) -> list[Hit]:
+def _term_forms(rule: CompiledRule) -> dict[str, tuple[str, str]]:
+    """A rule's term names (folded terms, toned exact terms) -> (folded, toned) forms."""
+    forms = {f: (f, t) for f, t in zip(rule.folded, rule.toned, strict=True)}
+    for term in rule.rule.exact:
+        forms[exact_phrase(term)] = (fold_phrase(term), exact_phrase(term))
+    return forms
+
+
+def _longest_terms(
+    hits: list[Hit], *, forms: dict[str, dict[str, tuple[str, str]]] | None = None
+) -> list[Hit]:
     """Drop a matched term that lies inside a longer matched term of another field.
 
     "nước thải chăn nuôi" (pollution) contains "chăn nuôi" (livestock): the longer phrase
-    says what the words mean here, the shorter one does not count on its own.
+    says what the words mean here, the shorter one does not count on its own; so does
+    "trộm" (an exact term, theft) inside "xả trộm" (discharging secretly).
+    `forms` (texts with diacritics; rule id -> term name -> (folded, toned)): two terms
+    are compared with diacritics when both have them, so an exact term ("trộm", named by
+    its toned form) meets the other rules' terms; a pattern's match is compared folded.
     """
     if len(hits) < 2:
         return hits
+
+    def both(hit: Hit, term: str) -> tuple[str, str | None]:
+        found = forms.get(hit.rule.id, {}).get(term) if forms is not None else None
+        return (f" {found[0]} ", f" {found[1]} ") if found else (f" {term} ", None)
+
+    def inside(term: tuple[str, str | None], other: tuple[str, str | None]) -> bool:
+        if term[1] is not None and other[1] is not None:
+            return term[1] in other[1] and term[1] != other[1]
+        return term[0] in other[0] and term[0] != other[0]
+
+    # every matched term in its forms, once
+    terms = [(hit, [(t, both(hit, t)) for t in hit.terms]) for hit in hits]
     out = []
-    for hit in hits:
+    for hit, own in terms:
         category = hit.rule.category
-        others = [f" {t} " for h in hits if h.rule.category != category for t in h.terms]
-        dropped = {t for t in hit.terms if any(f" {t} " in o and f" {t} " != o for o in others)}
+        others = [f for h, fs in terms if h.rule.category != category for _, f in fs]
+        dropped = {t for t, f in own if any(inside(f, o) for o in others)}
         kept = hit.without(dropped) if dropped else hit
         if kept is not None:
             out.append(kept)

@@ -1,8 +1,10 @@
 """`python -m phoihop_routing.evaluate [--corpus PATH ...] [--json]`: routing accuracy and
-duplicate precision/recall on labelled corpora (LABELING.md format).
+duplicate precision/recall on labelled corpora (LABELING.md format). `--pairs FILE`
+scores the matcher on the pairs people decided instead (`evaluate_pairs`).
 
 Without `--corpus`: `PHOIHOP_EVAL_CORPUS`, else every corpus of the checkout's `corpus/`
-(`dev.jsonl`, `written.jsonl`) that is present, else `../shared/corpus/dev.jsonl`.
+(`REPO_CORPORA`: dev, written, blind, holdout, ...) that is present, else
+`../shared/corpus/dev.jsonl`.
 
 Each record goes, in file order, through the functions the agents call: classify ->
 bucket_key -> signature -> the bucket's `DuplicateIndex.rank` against the still-open cases
@@ -44,6 +46,7 @@ from phoihop_routing.duplicates import (
     denunciation_veto,
     signature,
 )
+from phoihop_routing.evaluate_pairs import PairsError, evaluate_pairs, load_pairs, render_pairs
 from phoihop_routing.labelled import TRIAGE_AGENCY, Prediction, Record
 from phoihop_schemas.events import Kind
 
@@ -88,7 +91,7 @@ class Report:
 
 
 # the checkout's own labelled sets, evaluated by default in this order
-REPO_CORPORA = ("dev.jsonl", "written.jsonl")
+REPO_CORPORA = ("dev.jsonl", "written.jsonl", "blind.jsonl", "holdout.jsonl", "holdout2.jsonl")
 
 
 def default_corpora() -> list[Path]:
@@ -364,39 +367,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--via-bus",
         action="store_true",
-        help="start the whole bus (broker + services) and submit every record through ingest; "
-        "read the decisions back from audit",
+        help="moved to the testkit: `python -m phoihop_testkit.evaluate_bus` (or "
+        "`make eval EVAL_ARGS=--via-bus`) starts the whole bus and submits every record",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        action="append",
+        default=None,
+        help="JSON-lines file of pairs people decided (audit's GET /v1/reports/labelled-pairs"
+        "?format=jsonl); repeat for several; scores only these pairs",
     )
     args = parser.parse_args(argv)
+    if args.pairs:
+        return _main_pairs(args.pairs, config_dir=args.config_dir, as_json=args.json)
     corpora: list[Path] = args.corpus or default_corpora()
     try:
         loaded = [(corpus, load_corpus(corpus)) for corpus in corpora]
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.via_bus:
+        # the whole-bus launcher is development tooling, not part of the runtime library
+        print(
+            "error: --via-bus runs in the testkit: python -m phoihop_testkit.evaluate_bus "
+            "(or make eval EVAL_ARGS=--via-bus)",
+            file=sys.stderr,
+        )
+        return 2
     classifier = Classifier.from_config(reference=load_reference(args.config_dir))
-    reports = []
-    for corpus, records in loaded:
-        if args.via_bus:
-            # imported here: the whole-bus launcher is loaded only when asked for
-            from phoihop_routing.evaluate_bus import evaluate_via_bus
-
-            predictions = evaluate_via_bus(records=records, config_dir=args.config_dir)
-            reports.append(
-                score(
-                    records=records,
-                    predictions=predictions,
-                    corpus=f"{corpus} (via the bus)",
-                    rules_version=classifier.version,
-                )
-            )
-        else:
-            reports.append(evaluate(records=records, classifier=classifier, corpus=str(corpus)))
+    reports = [
+        evaluate(records=records, classifier=classifier, corpus=str(corpus))
+        for corpus, records in loaded
+    ]
     if args.json:
         docs = [asdict(r) for r in reports]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
     else:
         print("\n\n".join(render(r) for r in reports))
+    return 0
+
+
+def _main_pairs(paths: Sequence[Path], *, config_dir: Path | None, as_json: bool) -> int:
+    classifier = Classifier.from_config(reference=load_reference(config_dir))
+    try:
+        loaded = [(path, load_pairs(path)) for path in paths]
+    except PairsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    reports = [
+        evaluate_pairs(pairs=pairs, classifier=classifier, source=str(path))
+        for path, pairs in loaded
+    ]
+    if as_json:
+        docs = [asdict(r) for r in reports]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
+    else:
+        print("\n\n".join(render_pairs(r) for r in reports))
     return 0
 
 

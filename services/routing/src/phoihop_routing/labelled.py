@@ -1,5 +1,5 @@
 """The evaluator's records and predictions, shared by `evaluate` (in process) and
-`evaluate_bus` (through the running bus)."""
+`phoihop_testkit.evaluate_bus` (through the running bus)."""
 
 from __future__ import annotations
 

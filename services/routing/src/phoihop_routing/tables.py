@@ -33,7 +33,7 @@ _WRITE_PARTITION: ContextVar[int | None] = ContextVar("routing_write_partition",
 MEMBER_SEP = "#"
 
 
-class PartitionedTable(faust.Table):
+class PartitionedTable(faust.Table[Any, Any]):
     """A faust Table whose writes can name their changelog partition."""
 
     def __init__(self, *args: Any, value_serializer: Any = None, **kwargs: Any) -> None:

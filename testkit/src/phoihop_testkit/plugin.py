@@ -1,5 +1,8 @@
 """pytest fixtures shared by every test suite: broker, database, config, whole stack.
 
+Registered for the whole repository by the root conftest.py
+(`pytest_plugins = ["phoihop_testkit.plugin"]`).
+
 - Broker: an embedded Tansu per test (it starts in milliseconds), or a real Kafka when
   `PHOIHOP_TEST_KAFKA_BOOTSTRAP` is set (then each stack gets its own topic prefix).
 - Database: a fresh PostgreSQL database per test when `PHOIHOP_TEST_DATABASE_URL` is set
@@ -21,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from phoihop_common.broker import EmbeddedBroker
 from phoihop_common.config import default_config_dir
 from phoihop_common.kafka import KafkaSettings, ensure_topics
 from phoihop_common.pii import PiiCipher
-from phoihop_common.stack import Stack, tail
+from phoihop_embedded.broker import EmbeddedBroker
+from phoihop_embedded.stack import Stack, tail
 
 KAFKA_ENV = "PHOIHOP_TEST_KAFKA_BOOTSTRAP"
 DATABASE_ENV = "PHOIHOP_TEST_DATABASE_URL"

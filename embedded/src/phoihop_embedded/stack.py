@@ -1,6 +1,6 @@
 """Run the whole bus on one machine: embedded broker + the four services as local processes.
 
-Used by `make run` (`python -m phoihop_common.stack`) and by the end-to-end tests, so what
+Used by `make run` (`python -m phoihop_embedded.stack`) and by the end-to-end tests, so what
 the tests start is exactly what a user starts.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from phoihop_common.broker import EmbeddedBroker, free_port
 from phoihop_common.kafka import KafkaSettings, ensure_topics
+from phoihop_common.net import free_port
+from phoihop_embedded.broker import EmbeddedBroker
 
 SERVICES: tuple[str, ...] = ("audit", "routing", "notify", "ingest")
 DEFAULT_PORTS: dict[str, int] = {"ingest": 8080, "audit": 8081, "notify": 8082, "routing": 8083}

@@ -1,0 +1,128 @@
+"""The issue's goals beside a run's figures: met / missed / not measured, never asserted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.config import (
+    CORES,
+    GOAL_CPU_MS_PER_REC,
+    GOAL_E2E_PER_S,
+    GOAL_KNEE_PER_S,
+    GOAL_OPEN_CASES,
+    GOAL_P99_MS,
+    GOAL_P99_RATE,
+    GOAL_RSS_MB,
+    Sizes,
+)
+from bench.helpers import bound_by
+from phoihop_embedded.stack import SERVICES
+
+
+def evaluate_goals(results: dict[str, Any], sizes: Sizes) -> list[dict[str, Any]]:
+    """The issue's goals beside the figures: met / missed / not measured, never asserted."""
+    r = results
+    goals: list[dict[str, Any]] = []
+
+    def add(
+        name: str,
+        value: Any,
+        target: str,
+        met: bool | None,
+        phase_cpu: Any,
+        note: str = "",
+        stage: str = "",
+    ) -> None:
+        entry: dict[str, Any] = {
+            "goal": name, "value": value, "target": target,
+            "status": "not measured" if met is None else ("met" if met else "missed"),
+        }  # fmt: skip
+        if note:
+            entry["note"] = note
+        if met is False and phase_cpu:
+            entry["bound_by"] = stage + bound_by(phase_cpu, cores=CORES)
+            entry["profiler"] = (
+                "py-spy top frames per service: see the profile section"
+                if r.get("profile")
+                else "`make profile` records py-spy top frames per service"
+            )
+        goals.append(entry)
+
+    steps: list[dict[str, Any]] = r.get("e2e", {}).get("steps", [])
+    at_goal = next((x for x in steps if x["offered_per_s"] == GOAL_P99_RATE), None)
+    if at_goal is not None:
+        p99 = at_goal.get("p99_ms")
+        met = at_goal.get("complete") and p99 is not None and p99 <= GOAL_P99_MS
+        note = f"{at_goal.get('delivered')}/{at_goal.get('submitted_ok')} delivered"
+        add(f"e2e p99 at {GOAL_P99_RATE:g}/s offered, all delivered", p99,
+            f"<= {GOAL_P99_MS:.0f} ms", bool(met), at_goal.get("cpu"), note=note)  # fmt: skip
+    elif steps and max(x["offered_per_s"] for x in steps) < GOAL_P99_RATE <= max(
+        sizes.ladder_rates
+    ):
+        last = steps[-1]
+        note = f"ladder stopped at {last['offered_per_s']:g}/s ({last.get('verdict')})"
+        add(f"e2e p99 at {GOAL_P99_RATE:g}/s offered, all delivered", None,
+            f"<= {GOAL_P99_MS:.0f} ms", False, last.get("cpu"), note=note)  # fmt: skip
+    else:
+        add(f"e2e p99 at {GOAL_P99_RATE:g}/s offered, all delivered", None,
+            f"<= {GOAL_P99_MS:.0f} ms", None, None)  # fmt: skip
+    knee = r.get("e2e", {}).get("knee", {})
+    rate = knee.get("rate_per_s")
+    met_knee: bool | None = None
+    if knee:
+        met_knee = (rate or 0) >= GOAL_KNEE_PER_S
+        if not met_knee and not knee.get("bounded"):
+            met_knee = None  # the ladder did not go high enough to find it
+    miss = next((x for x in steps if x.get("verdict") != "ok"), None)
+    add("knee (highest rate with p99 <= 1 s)", rate, f">= {GOAL_KNEE_PER_S:.0f}/s", met_knee,
+        miss.get("cpu") if miss else None, note=knee.get("note", ""))  # fmt: skip
+    cpu_value, cpu_note = _cpu_per_rec_figure(results, steps)
+    add("total service CPU per recommendation", cpu_value,
+        f"<= {GOAL_CPU_MS_PER_REC:g} ms", None if cpu_value is None else
+        cpu_value <= GOAL_CPU_MS_PER_REC, None, note=cpu_note)  # fmt: skip
+    burst = r.get("burst", {})
+    if burst:
+        v = burst.get("sustained_per_s")
+        add("burst (bulk import) sustained throughput (issue 7)", v,
+            f">= {GOAL_E2E_PER_S:.0f} rec/s", None if v is None else v >= GOAL_E2E_PER_S,
+            burst.get("cpu"), stage=_slowest_stage(burst))  # fmt: skip
+    mem = r.get("memory", {})
+    after = mem.get("rss_after_mb") or {}
+    peaks = {n: after[n]["peak_mb"] for n in SERVICES if n in after}
+    worst = max(peaks.values()) if peaks else None
+    loaded = mem.get("open_cases_loaded", 0)
+    note = "" if loaded >= GOAL_OPEN_CASES else f"measured with {loaded} open cases, not 100,000"
+    add("peak RSS per service with open cases", peaks or None, f"<= {GOAL_RSS_MB:.0f} MB",
+        None if worst is None else worst <= GOAL_RSS_MB, mem.get("cpu"), note)  # fmt: skip
+    return goals
+
+
+def _cpu_per_rec_figure(
+    results: dict[str, Any], steps: list[dict[str, Any]]
+) -> tuple[float | None, str]:
+    """Total service CPU per recommendation: the profile run, else the knee's ladder step."""
+    run = results.get("profile", {}).get("run")
+    if run:
+        rate = results["profile"]["rate_per_s"]
+        return run["cpu_ms_per_rec"]["services_total"], f"profile run at {rate:g}/s"
+    ok = [x for x in steps if x.get("verdict") == "ok"] or steps
+    if not ok:
+        return None, ""
+    step = max(ok, key=lambda x: x["offered_per_s"])
+    return (
+        step["cpu_ms_per_rec"]["services_total"],
+        f"ladder step at {step['offered_per_s']:g}/s",
+    )
+
+
+def _slowest_stage(e2e: dict[str, Any]) -> str:
+    """Which stage lags, from when audit had stored everything versus the last webhook."""
+    audit_s, hooks_s = e2e.get("audit_done_after_s"), e2e.get("webhooks_done_after_s")
+    incomplete = e2e.get("webhook_delivered", 0) < e2e.get("submitted_ok", 0)
+    if audit_s is not None and hooks_s is not None and (incomplete or hooks_s > 2 * audit_s):
+        return (
+            f"slowest stage: webhook delivery (notify) — audit had stored all "
+            f"{e2e.get('submitted_ok')} routing outcomes {audit_s:.0f} s after the first "
+            f"submission, webhooks reached {e2e.get('webhook_delivered')} after {hooks_s:.0f} s. "
+        )
+    return ""

@@ -1,0 +1,204 @@
+"""What comparisons need of a signature, computed once and cached on it (`_Stats`), and
+the upper bound of a similarity that lets searches skip cases without comparing (`_Probe`)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from phoihop_routing.duplicates.objects import _CLASS_TYPES, _WEAK_TYPES
+from phoihop_routing.duplicates.signatures import (
+    CROSS_COMMUNE_BUCKETS,
+    CaseSignature,
+    _content_word,
+)
+
+# similarity bounds are compared with the bar minus this (rounding of the similarity)
+_BOUND_MARGIN = 1e-3
+
+# the most each part of the similarity adds (see `compare`): concepts and the bonus
+_MAX_CONCEPTS = 0.15
+
+_MAX_BONUS = 0.4
+
+_STATS_ATTR = "_dup_stats"
+
+
+def _index_keys(stats: _Stats) -> tuple[str, ...]:
+    """Non-word keys of a case in a `DuplicateIndex`: bonus keys and identifier types."""
+    return (*stats.keys, *("#k" + k for k in stats.kinds))
+
+
+def _bonus_keys(sig: CaseSignature) -> tuple[str, ...]:
+    """Index keys two signatures share whenever `compare` could give them a bonus.
+
+    Shared identifier ("#i"), shared name ("#n"), a multi-word name of one that is the
+    value of an identifier of the other ("#v": multi-word identifier values and names), or
+    a word of the names of two identifiers of one type ("#c", the name cut short).
+    """
+    idents = [i for i in sig.identifiers if i.partition(":")[0] not in _CLASS_TYPES]
+    keys = {"#i" + i for i in idents}
+    values = (i.split(":", 1)[1] for i in idents if ":" in i)
+    keys.update("#v" + v for v in values if " " in v)
+    keys.update("#n" + n for n in sig.names)
+    keys.update("#v" + n for n in sig.names if " " in n)
+    # a word of an identifier's name ("#c"): a name cut short or lengthened ("chợ Mai" /
+    # "chợ Mai Xá") is the same object (`similarity._contained`), so no veto applies
+    keys.update(f"#c{k}:{w}" for k, _, v in (i.partition(":") for i in idents) for w in v.split())
+    return tuple(sorted(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    """What the similarity bound needs of an open case (computed once per signature, small:
+    no copy of the words is kept)."""
+
+    n_words: int
+    n_pairs: int
+    keys: tuple[str, ...]
+    kinds: tuple[str, ...]  # identifier types
+    # every content word of a pair is among `words` (true of any `signature` output); the
+    # pair bound relies on it, a case without it is always compared in full
+    safe: bool
+    # for `compare`: the signature's sets, identifiers by type and by value, whether an
+    # object is named, the names carried
+    word_set: frozenset[str] = frozenset()
+    pair_set: frozenset[str] = frozenset()
+    concept_set: frozenset[str] = frozenset()
+    field_concept_set: frozenset[str] = frozenset()
+    idents: frozenset[str] = frozenset()
+    name_set: frozenset[str] = frozenset()
+    multi_names: frozenset[str] = frozenset()  # names of several words
+    by_type: dict[str, set[str]] = field(default_factory=dict)
+    by_value: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    names_object: bool = False
+    values: frozenset[str] = frozenset()
+
+
+def _stats(sig: CaseSignature) -> _Stats:
+    cached = sig.__dict__.get(_STATS_ATTR)
+    if cached is None:
+        words = frozenset(sig.words)
+        pairs = set(sig.pairs)
+        safe = all(_pair_words_ok(p, words) for p in pairs)
+        by_value: dict[str, list[str]] = {}
+        for ident in sig.identifiers:
+            by_value.setdefault(ident.partition(":")[2], []).append(ident)
+        cached = _Stats(
+            word_set=words,
+            pair_set=frozenset(pairs),
+            concept_set=frozenset(sig.concepts),
+            field_concept_set=frozenset(sig.field_concepts),
+            idents=frozenset(sig.identifiers),
+            name_set=frozenset(sig.names),
+            multi_names=frozenset(n for n in sig.names if " " in n),
+            by_value={v: tuple(i) for v, i in by_value.items()},
+            by_type=_by_type(sig.identifiers),
+            names_object=_names_object(sig),
+            values=frozenset(_values(sig)),
+            n_words=len(words),
+            n_pairs=len(pairs),
+            keys=_bonus_keys(sig),
+            kinds=tuple(
+                sorted(
+                    {i.partition(":")[0] for i in sig.identifiers} - _CLASS_TYPES,
+                )
+            ),
+            safe=safe,
+        )
+        object.__setattr__(sig, _STATS_ATTR, cached)  # a cache, not a field: eq/repr unchanged
+    return cached
+
+
+def _pair_words_ok(pair: str, words: frozenset[str]) -> bool:
+    parts = pair.split("_")
+    return len(parts) == 2 and all(p in words for p in parts if _content_word(p))
+
+
+class _Probe:
+    """A candidate prepared for bounding its similarity to many open cases.
+
+    `compare` gives at most 0.45 x words cosine + 0.25 x pairs cosine + 0.15 (concepts)
+    + 0.4 (bonus, only with a shared identifier or name key). With `o` shared content
+    words, the shared pairs are at most the candidate's pairs without a content word plus
+    the pairs of its `o` most paired content words (a shared pair's content words are
+    shared words). Two cases sharing no identifier but naming objects of the same type
+    never merge.
+    """
+
+    def __init__(self, candidate: CaseSignature) -> None:
+        stats = _stats(candidate)
+        self.words = frozenset(candidate.words)
+        self.keys = frozenset(stats.keys)
+        # identifier types whose disjoint values veto a merge (`compare`): hamlets and
+        # the like never do in a province-wide bucket
+        kinds = frozenset(stats.kinds)
+        if candidate.bucket in CROSS_COMMUNE_BUCKETS:
+            kinds -= _WEAK_TYPES
+        self.kinds = kinds
+        self.safe = stats.safe
+        self.n_words = stats.n_words
+        self.n_pairs = stats.n_pairs
+        per_word: Counter[str] = Counter()
+        self.plain_pairs = 0  # pairs without a content word
+        for pair in set(candidate.pairs):
+            content = {p for p in pair.split("_") if _content_word(p)}
+            if not content:
+                self.plain_pairs += 1
+            per_word.update(content)
+        top = sorted(per_word.values(), reverse=True)
+        self.top_pairs = [0]
+        for n in top:
+            self.top_pairs.append(self.top_pairs[-1] + n)
+
+    def bound(self, case: CaseSignature) -> float:
+        """Upper bound of the similarity to a case (inf when the bound does not apply)."""
+        stats = _stats(case)
+        if not stats.safe:
+            return math.inf
+        overlap = len(self.words.intersection(case.words))
+        keyed = not self.keys.isdisjoint(stats.keys)
+        return self.bound_from(stats, overlap=overlap, keyed=keyed)
+
+    def bound_from(self, stats: _Stats, *, overlap: int, keyed: bool) -> float:
+        """Upper bound given the number of shared content words and shared bonus keys.
+
+        Without a shared key no identifier is shared, so an identifier type named by both
+        vetoes the merge (see `compare`): the bound is then -inf.
+        """
+        if not keyed and not self.kinds.isdisjoint(stats.kinds):
+            return -math.inf
+        score = _MAX_CONCEPTS + (_MAX_BONUS if keyed else 0.0)
+        if overlap and self.n_words and stats.n_words:
+            score += 0.45 * overlap / math.sqrt(self.n_words * stats.n_words)
+        if self.n_pairs and stats.n_pairs:
+            top = self.top_pairs[min(overlap, len(self.top_pairs) - 1)]
+            pairs = min(self.n_pairs, stats.n_pairs, self.plain_pairs + top)
+            score += 0.25 * pairs / math.sqrt(self.n_pairs * stats.n_pairs)
+        return score
+
+    def unseen_bound(self) -> float:
+        """Upper bound for a case sharing no content word and no bonus key."""
+        pairs = math.sqrt(self.plain_pairs / self.n_pairs) if self.n_pairs else 0.0
+        return _MAX_CONCEPTS + 0.25 * pairs
+
+
+def _by_type(identifiers: Iterable[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for ident in identifiers:
+        kind, _, value = ident.partition(":")
+        out.setdefault(kind, set()).add(value)
+    return out
+
+
+def _names_object(sig: CaseSignature) -> bool:
+    return any(i.partition(":")[0] not in _WEAK_TYPES | _CLASS_TYPES for i in sig.identifiers)
+
+
+def _values(sig: CaseSignature) -> set[str]:
+    """The names a signature carries: identifier values (any type) and proper names."""
+    out = {i.partition(":")[2] for i in sig.identifiers if i.partition(":")[0] not in _CLASS_TYPES}
+    out.update(sig.names)
+    return out
