@@ -7,12 +7,12 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 
 from phoihop_audit import db, labelled, log, queries, reports
 from phoihop_audit import openapi as docs
-from phoihop_audit.access import Caller
+from phoihop_audit.deps import CallerDep, RuntimeDep
 from phoihop_audit.exceptions import (
     BadRequestError,
     ForbiddenError,
@@ -37,24 +37,6 @@ from phoihop_schemas import lifecycle
 
 router = APIRouter()
 
-
-def runtime(request: Request) -> Runtime:
-    """The app's shared runtime."""
-    rt: Runtime = request.app.state.rt
-    return rt
-
-
-def caller(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> Caller:
-    """The agency presenting `X-API-Key`; 401 `missing_api_key` or `invalid_api_key`."""
-    rt = runtime(request)
-    agency = rt.api_keys.agency_for(key)
-    if agency is None:
-        raise unauthorized(key)
-    return Caller(agency=agency)
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
-CallerDep = Annotated[Caller, Depends(caller)]
 
 # Bounds on every parameter: a value outside them is a 422, never an overflow in a date or
 # the database. No control characters in codes and ids (PostgreSQL refuses NUL in text).

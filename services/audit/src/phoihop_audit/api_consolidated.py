@@ -16,15 +16,14 @@ from phoihop_audit import consolidated, queries, reports
 from phoihop_audit import openapi as docs
 from phoihop_audit.api import (
     BAD_PERIOD,
-    CallerDep,
     Code,
     DateFrom,
     DateTo,
     Month,
     Quarter,
-    RuntimeDep,
     rendered,
 )
+from phoihop_audit.deps import CallerDep, RuntimeDep
 from phoihop_common.errors import error_responses
 from phoihop_schemas.events import Channel
 

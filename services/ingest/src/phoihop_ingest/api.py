@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
@@ -18,14 +17,13 @@ from phoihop_common.errors import (
     METRICS_ROUTE,
     REQUIRED_KEY,
     Health,
-    api_key_header,
     error_responses,
-    unauthorized,
 )
 from phoihop_common.http import READINESS_RESPONSES, Readiness, readiness_response
 from phoihop_common.metrics import metrics_response
 from phoihop_ingest import bulk, responses
 from phoihop_ingest import openapi as docs
+from phoihop_ingest.deps import Caller, CallerDep, Runtime, RuntimeDep, authenticate
 from phoihop_ingest.exceptions import (
     BadRequestError,
     InvalidInputError,
@@ -33,7 +31,6 @@ from phoihop_ingest.exceptions import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from phoihop_ingest.runtime import Runtime
 from phoihop_ingest.submissions import RECEIVED_TOPIC, SOURCE, Pending, submit_many
 from phoihop_ingest.validation import validate_submission
 from phoihop_schemas import textpolicy
@@ -44,43 +41,6 @@ from phoihop_schemas.topics import INBOUND_RESPONSES
 router = APIRouter()
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _CHUNK = 64 * 1024
-
-
-# Dependencies are `async def`: FastAPI runs plain `def` ones in a worker thread, two thread
-# hand-offs per request for a dict lookup and a hash.
-async def get_runtime(request: Request) -> Runtime:
-    """The app's runtime."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated agency and the key it presented (forwarded to audit)."""
-
-    agency: str
-    key: str
-
-
-def authenticate(key: str | None, runtime: Runtime) -> Caller:
-    """The caller owning the `X-API-Key`; 401 `missing_api_key` or `invalid_api_key`."""
-    agency = runtime.keys.agency_for(key)
-    if agency is None or not key:
-        raise unauthorized(key)
-    return Caller(agency=agency, key=key)
-
-
-async def get_caller(
-    runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]
-) -> Caller:
-    """Authenticate by `X-API-Key`."""
-    return authenticate(key, runtime)
-
-
-CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def idempotency_key(request: Request) -> str | None:
