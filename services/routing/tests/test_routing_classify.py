@@ -16,11 +16,6 @@ from phoihop_routing.rules import RulesError, load_rules
 from phoihop_schemas.events import Kind, Level
 
 
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
-
-
 def classify(classifier: Classifier, text: str, locality: str = "xa-hoa-lac"):  # type: ignore[no-untyped-def]
     return classifier.classify(text=text, kind=Kind.KIEN_NGHI, locality=locality)
 

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from phoihop_common.config import default_config_dir, load_reference
+from phoihop_common.config import default_config_dir
 from phoihop_routing.classify import Classification, Classifier
 from phoihop_routing.textmatch import Normaliser, load_abbreviations
 from phoihop_schemas.events import Kind, Level
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classification, Classifier
 from phoihop_schemas.events import Kind, Level
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def classify(

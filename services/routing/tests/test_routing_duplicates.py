@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classification, Classifier
 from phoihop_routing.duplicates import (
     NATIONAL_BUCKET,
@@ -23,11 +22,6 @@ from phoihop_routing.duplicates import (
     signature,
 )
 from phoihop_schemas.events import Decision, Kind, Level
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def sig(

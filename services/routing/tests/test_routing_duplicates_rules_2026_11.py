@@ -5,9 +5,6 @@ Every text here is written for these tests (not taken from the corpora).
 
 from __future__ import annotations
 
-import pytest
-
-from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import (
     NATIONAL_BUCKET,
@@ -20,11 +17,6 @@ from phoihop_routing.duplicates import (
     signature,
 )
 from phoihop_schemas.events import Kind
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def sig(

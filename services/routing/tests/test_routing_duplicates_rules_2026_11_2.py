@@ -7,9 +7,6 @@ road, and a pair classified apart in both field and level.
 
 from __future__ import annotations
 
-import pytest
-
-from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import (
     MERGE,
@@ -23,11 +20,6 @@ from phoihop_routing.duplicates import (
 )
 from phoihop_routing.duplicates.similarity import _contained
 from phoihop_schemas.events import Kind
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def sig(

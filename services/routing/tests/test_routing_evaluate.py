@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.evaluate import (
     REPO_CORPORA,
@@ -21,11 +20,6 @@ from phoihop_routing.evaluate import (
     score,
 )
 from phoihop_schemas.events import Kind
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def _record(rid: str, text: str, group: str | None, **expected: str) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from phoihop_common.config import load_reference
 from phoihop_routing.classify import Classifier
 from phoihop_routing.evaluate import main
 from phoihop_routing.evaluate_pairs import (
@@ -37,11 +36,6 @@ def _pair(a: str, b: str, label: str, text_a: str, text_b: str, **kw: str) -> di
         "locality_a": kw.get("locality_a", "xa-an-binh"),
         "locality_b": "xa-an-binh",
     }
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def test_verdicts_and_figures(classifier: Classifier, tmp_path: Path) -> None:
@@ -101,3 +95,16 @@ def test_pair_model_is_what_audit_exports() -> None:
         "locality_b",
     }
     assert Kind("to_cao") is Kind.TO_CAO
+
+
+def test_the_testkit_entry_point_shares_the_evaluator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from phoihop_testkit.evaluate_bus import main as bus_main
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(_pair("a", "b", "duplicate", ROAD, ROAD), ensure_ascii=False))
+    assert bus_main(["--pairs", str(path), "--json"]) == 0  # pairs: scored in process
+    assert json.loads(capsys.readouterr().out)["pairs"] == 1
+    assert main(["--via-bus"]) == 2  # routing itself never starts the bus
+    assert "phoihop_testkit.evaluate_bus" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import pytest
 
 from bench.texts import generate
-from phoihop_common.config import load_reference
 from phoihop_common.text import fold
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import (
@@ -30,11 +29,6 @@ from phoihop_routing.textmatch import MatchText, fold_text
 from phoihop_schemas.events import Kind
 
 LOCALITY = "xa-an-binh"
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 def _texts(count: int, *, seed: int) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phoihop_common.config import default_config_dir, load_reference
+from phoihop_common.config import default_config_dir
 from phoihop_routing import duplicates
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import (
@@ -35,11 +35,6 @@ from phoihop_routing.textmatch import (
     load_abbreviations,
 )
 from phoihop_schemas.events import Kind, Level
-
-
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier.from_config(reference=load_reference())
 
 
 @pytest.fixture(scope="module")

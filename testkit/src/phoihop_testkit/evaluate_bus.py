@@ -11,22 +11,16 @@ report is `phoihop_routing.evaluate`'s (`score`, `render`), one per corpus, labe
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from phoihop_common.config import load_reference
 from phoihop_embedded.stack import Stack
 from phoihop_routing import evaluate
-from phoihop_routing.classify import Classifier
 from phoihop_routing.labelled import TRIAGE_AGENCY, Prediction, Record
 
 SUBMITTER_KEY = {"X-API-Key": "dev-UBMTTQ_TINH"}
@@ -112,62 +106,14 @@ def _run(stack: Stack, records: Sequence[Record], timeout: float) -> dict[str, P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `make eval EVAL_ARGS=--via-bus`."""
-    parser = argparse.ArgumentParser(prog="python -m phoihop_testkit.evaluate_bus")
-    parser.add_argument(
-        "--corpus",
-        type=Path,
-        action="append",
-        default=None,
-        help="labelled JSON-lines file (repeat for several; default: every corpus of the "
-        "checkout's corpus/, else ../shared/corpus/dev.jsonl)",
+    """Entry point of `make eval EVAL_ARGS=--via-bus`: routing's evaluator, through the bus."""
+    return evaluate.main(
+        argv,
+        via_bus=lambda records, config_dir: evaluate_via_bus(
+            records=records, config_dir=config_dir
+        ),
+        prog="python -m phoihop_testkit.evaluate_bus",
     )
-    parser.add_argument("--config-dir", type=Path, default=None, help="deploy/config to use")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print the report as JSON (a list of reports when several corpora are evaluated)",
-    )
-    # accepted for `make eval EVAL_ARGS=--via-bus`: through the bus is what this module does
-    parser.add_argument("--via-bus", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--pairs",
-        type=Path,
-        action="append",
-        default=None,
-        help="JSON-lines file of pairs people decided; scored in process, as "
-        "`python -m phoihop_routing.evaluate --pairs` does",
-    )
-    args = parser.parse_args(argv)
-    if args.pairs:
-        pairs_argv = [a for p in args.pairs for a in ("--pairs", str(p))]
-        if args.config_dir is not None:
-            pairs_argv += ["--config-dir", str(args.config_dir)]
-        return evaluate.main([*pairs_argv, *(["--json"] if args.json else [])])
-    corpora: list[Path] = args.corpus or evaluate.default_corpora()
-    try:
-        loaded = [(corpus, evaluate.load_corpus(corpus)) for corpus in corpora]
-    except evaluate.CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    classifier = Classifier.from_config(reference=load_reference(args.config_dir))
-    reports = []
-    for corpus, records in loaded:
-        predictions = evaluate_via_bus(records=records, config_dir=args.config_dir)
-        reports.append(
-            evaluate.score(
-                records=records,
-                predictions=predictions,
-                corpus=f"{corpus} (via the bus)",
-                rules_version=classifier.version,
-            )
-        )
-    if args.json:
-        docs = [asdict(r) for r in reports]
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
-    else:
-        print("\n\n".join(evaluate.render(r) for r in reports))
-    return 0
 
 
 if __name__ == "__main__":

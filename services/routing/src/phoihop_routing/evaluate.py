@@ -30,7 +30,7 @@ import json
 import os
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -347,9 +347,17 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `make eval`."""
-    parser = argparse.ArgumentParser(prog="python -m phoihop_routing.evaluate")
+ViaBus = Callable[[Sequence[Record], Path | None], dict[str, Prediction]]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    via_bus: ViaBus | None = None,
+    prog: str = "python -m phoihop_routing.evaluate",
+) -> int:
+    """Entry point of `make eval`; `via_bus` (the testkit's) predicts through the real bus."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument(
         "--corpus",
         type=Path,
@@ -367,8 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--via-bus",
         action="store_true",
-        help="moved to the testkit: `python -m phoihop_testkit.evaluate_bus` (or "
-        "`make eval EVAL_ARGS=--via-bus`) starts the whole bus and submits every record",
+        help="start the whole bus and submit every record (`python -m "
+        "phoihop_testkit.evaluate_bus`, or `make eval EVAL_ARGS=--via-bus`)",
     )
     parser.add_argument(
         "--pairs",
@@ -379,15 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "?format=jsonl); repeat for several; scores only these pairs",
     )
     args = parser.parse_args(argv)
+    classifier = Classifier.from_config(reference=load_reference(args.config_dir))
     if args.pairs:
-        return _main_pairs(args.pairs, config_dir=args.config_dir, as_json=args.json)
-    corpora: list[Path] = args.corpus or default_corpora()
-    try:
-        loaded = [(corpus, load_corpus(corpus)) for corpus in corpora]
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.via_bus:
+        return _main_pairs(args.pairs, classifier=classifier, as_json=args.json)
+    if args.via_bus and via_bus is None:
         # the whole-bus launcher is development tooling, not part of the runtime library
         print(
             "error: --via-bus runs in the testkit: python -m phoihop_testkit.evaluate_bus "
@@ -395,21 +398,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    classifier = Classifier.from_config(reference=load_reference(args.config_dir))
+    corpora: list[Path] = args.corpus or default_corpora()
+    try:
+        loaded = [(corpus, load_corpus(corpus)) for corpus in corpora]
+    except CorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     reports = [
         evaluate(records=records, classifier=classifier, corpus=str(corpus))
+        if via_bus is None
+        else score(
+            records=records,
+            predictions=via_bus(records, args.config_dir),
+            corpus=f"{corpus} (via the bus)",
+            rules_version=classifier.version,
+        )
         for corpus, records in loaded
     ]
-    if args.json:
-        docs = [asdict(r) for r in reports]
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
-    else:
-        print("\n\n".join(render(r) for r in reports))
+    _print([asdict(r) for r in reports], [render(r) for r in reports], as_json=args.json)
     return 0
 
 
-def _main_pairs(paths: Sequence[Path], *, config_dir: Path | None, as_json: bool) -> int:
-    classifier = Classifier.from_config(reference=load_reference(config_dir))
+def _main_pairs(paths: Sequence[Path], *, classifier: Classifier, as_json: bool) -> int:
     try:
         loaded = [(path, load_pairs(path)) for path in paths]
     except PairsError as exc:
@@ -419,12 +429,15 @@ def _main_pairs(paths: Sequence[Path], *, config_dir: Path | None, as_json: bool
         evaluate_pairs(pairs=pairs, classifier=classifier, source=str(path))
         for path, pairs in loaded
     ]
+    _print([asdict(r) for r in reports], [render_pairs(r) for r in reports], as_json=as_json)
+    return 0
+
+
+def _print(docs: list[dict[str, object]], texts: list[str], *, as_json: bool) -> None:
     if as_json:
-        docs = [asdict(r) for r in reports]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, ensure_ascii=False, indent=2))
     else:
-        print("\n\n".join(render_pairs(r) for r in reports))
-    return 0
+        print("\n\n".join(texts))
 
 
 if __name__ == "__main__":
