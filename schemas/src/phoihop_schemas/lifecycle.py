@@ -43,6 +43,13 @@ TRIAGE = "triage"
 ASSIGNEE = "assignee"
 CORRECTOR = "corrector"
 CORRECTION_ROLES = frozenset({SUPERVISOR, TRIAGE})
+
+
+def may_correct(roles: frozenset[str]) -> bool:
+    """Whether an agency with these roles may correct any case (supervisor or triage)."""
+    return bool(CORRECTION_ROLES & roles)
+
+
 RESPONDERS: Mapping[ResponseAction, str] = {
     ResponseAction.ACCEPT: ASSIGNEE,
     ResponseAction.DECLINE: ASSIGNEE,

@@ -105,7 +105,7 @@ def make_routing(tmp_path: Path) -> tuple[Routing, FaultyOutbox]:
     return r, outbox
 
 
-def received(text: str = ROAD) -> Received:
+def received(text: str = ROAD, *, submitted_by: str = "UBMTTQ_TINH") -> Received:
     return Received(
         recommendation_id=str(uuid.uuid4()),
         sequence=1,
@@ -114,7 +114,7 @@ def received(text: str = ROAD) -> Received:
         channel=Channel.TIEP_XUC_CU_TRI,
         locality="xa-an-binh",
         text=text,
-        submitted_by="UBMTTQ_TINH",
+        submitted_by=submitted_by,
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,10 +20,8 @@ from phoihop_schemas import codec
 from phoihop_schemas.events import (
     Answered,
     Assigned,
-    Channel,
     DuplicateSuggested,
     Escalated,
-    Kind,
     Merged,
     Received,
     Response,
@@ -37,40 +34,11 @@ from phoihop_schemas.topics import (
     ROUTING_DEDUP,
     ROUTING_TIMERS,
 )
+from services.routing.tests.routing_fakes import FaultyOutbox, Sent, received
 
-ROAD = "Cử tri thôn 3 đề nghị sửa chữa đường liên thôn 3 - thôn 4 bị xuống cấp nghiêm trọng"
 # the same commune's roads, another concern: ranked as a suggestion (below the merge bar)
 ROAD_NEARBY = "Đề nghị bố trí kinh phí bê tông hóa các tuyến ngõ xóm còn lại là đường đất"
 ROAD_AGAIN = "Cu tri de nghi sua chua duong lien thon 3 - thon 4 vi da xuong cap, di lai kho khan"
-
-
-@dataclass
-class Sent:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-    def header(self, name: str) -> bytes | None:
-        return dict(self.headers).get(name)
-
-
-class RecordingOutbox:
-    """Collects what the agents send (acknowledged at once)."""
-
-    def __init__(self) -> None:
-        self.sent: list[Sent] = []
-
-    async def send(self, *, topic: str, key: bytes | None, value: bytes, headers: Any = ()) -> Any:
-        self.sent.append(Sent(topic, key, value, list(headers)))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    def take(self, topic: str) -> list[Sent]:
-        out = [s for s in self.sent if s.topic == topic]
-        self.sent = [s for s in self.sent if s.topic != topic]
-        return out
 
 
 class Clock:
@@ -82,7 +50,7 @@ class Clock:
 
 
 @pytest.fixture
-async def routing(tmp_path: Path) -> tuple[Routing, RecordingOutbox, Clock]:
+async def routing(tmp_path: Path) -> tuple[Routing, FaultyOutbox, Clock]:
     settings = Settings(
         kafka_bootstrap="127.0.0.1:1", store="memory://", data_dir=tmp_path / "routing"
     )
@@ -90,22 +58,9 @@ async def routing(tmp_path: Path) -> tuple[Routing, RecordingOutbox, Clock]:
     r = create_app(settings, clock=clock)
     r.app.finalize()
     r.app.flow_control.resume()
-    outbox = RecordingOutbox()
+    outbox = FaultyOutbox()
     r.pipeline.outbox = outbox
     return r, outbox, clock
-
-
-def received(text: str = ROAD, *, submitted_by: str = "UBMTTQ_TINH") -> Received:
-    return Received(
-        recommendation_id=str(uuid.uuid4()),
-        sequence=1,
-        occurred_at=datetime.now(UTC),
-        kind=Kind.KIEN_NGHI,
-        channel=Channel.TIEP_XUC_CU_TRI,
-        locality="xa-an-binh",
-        text=text,
-        submitted_by=submitted_by,
-    )
 
 
 def response(rec_id: str, agency: str, action: ResponseAction, **kw: Any) -> codec.Record:
@@ -124,7 +79,7 @@ async def put(ctx: Any, *, key: bytes | None, value: bytes, headers: Any) -> Non
     await ctx.put(value=value, key=key, headers=list(headers))
 
 
-async def run_through(r: Routing, outbox: RecordingOutbox, rec: Received) -> list[Sent]:
+async def run_through(r: Routing, outbox: FaultyOutbox, rec: Received) -> list[Sent]:
     """received -> dedup -> case agent; returns the canonical events sent."""
     enc = codec.encode(rec, source="/phoihop/ingest")
     async with r.received_agent.test_context() as ctx:
@@ -145,18 +100,11 @@ async def to_case(r: Routing, key: bytes | None, value: bytes, headers: Any) -> 
         await put(ctx, key=key, value=value, headers=headers)
 
 
-def events(outbox: RecordingOutbox, name: str) -> list[Any]:
-    return [
-        codec.decode(value=s.value, headers=s.headers, key=s.key).data
-        for s in outbox.take(CANONICAL[name].name)
-    ]
-
-
 async def test_received_is_assigned_then_answered(routing: Any) -> None:
     r, outbox, _ = routing
     rec = received()
     await run_through(r, outbox, rec)
-    (assigned,) = events(outbox, "assigned")
+    (assigned,) = outbox.events("assigned")
     assert isinstance(assigned, Assigned)
     assert assigned.recommendation_id == rec.recommendation_id
     assert assigned.sequence == 2
@@ -173,7 +121,7 @@ async def test_received_is_assigned_then_answered(routing: Any) -> None:
 
     # a second `received` for the same id is ignored
     await run_through(r, outbox, rec)
-    assert events(outbox, "assigned") == []
+    assert outbox.events("assigned") == []
 
     # another agency's answer is dead-lettered, the assignee's is answered
     bad = response(rec.recommendation_id, "SO_Y_TE", ResponseAction.ANSWER, text="Không phải")
@@ -182,7 +130,7 @@ async def test_received_is_assigned_then_answered(routing: Any) -> None:
     assert dlq.header("dlq_reason") == b"not_assignee"
     good = response(rec.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Đã sửa")
     await to_case(r, good.key, good.value, good.headers)
-    (answered,) = events(outbox, "answered")
+    (answered,) = outbox.events("answered")
     assert isinstance(answered, Answered)
     assert (answered.sequence, answered.on_time, answered.recipients) == (3, True, ("UBMTTQ_TINH",))
 
@@ -191,10 +139,10 @@ async def test_duplicate_is_merged_and_its_source_gets_the_answer(routing: Any) 
     r, outbox, _ = routing
     first = received()
     await run_through(r, outbox, first)
-    (assigned,) = events(outbox, "assigned")
+    (assigned,) = outbox.events("assigned")
     second = received(ROAD_AGAIN, submitted_by="DOAN_DBQH")
     await run_through(r, outbox, second)
-    (merged,) = events(outbox, "merged")
+    (merged,) = outbox.events("merged")
     assert isinstance(merged, Merged)
     assert (merged.recommendation_id, merged.duplicate_of, merged.sequence) == (
         second.recommendation_id,
@@ -206,7 +154,7 @@ async def test_duplicate_is_merged_and_its_source_gets_the_answer(routing: Any) 
     await to_case(r, link.key, link.value, link.headers)
     answer = response(first.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Xong")
     await to_case(r, answer.key, answer.value, answer.headers)
-    (answered,) = events(outbox, "answered")
+    (answered,) = outbox.events("answered")
     assert answered.recipients == ("UBMTTQ_TINH", "DOAN_DBQH")
 
 
@@ -214,13 +162,13 @@ async def test_near_duplicate_is_assigned_then_suggested(routing: Any) -> None:
     r, outbox, _ = routing
     first = received()
     await run_through(r, outbox, first)
-    assert len(events(outbox, "assigned")) == 1
-    assert events(outbox, "duplicate_suggested") == []
+    assert len(outbox.events("assigned")) == 1
+    assert outbox.events("duplicate_suggested") == []
     second = received(ROAD_NEARBY, submitted_by="DOAN_DBQH")
     await run_through(r, outbox, second)
-    assert events(outbox, "merged") == []
-    (assigned,) = events(outbox, "assigned")
-    (suggested,) = events(outbox, "duplicate_suggested")
+    assert outbox.events("merged") == []
+    (assigned,) = outbox.events("assigned")
+    (suggested,) = outbox.events("duplicate_suggested")
     assert isinstance(suggested, DuplicateSuggested)
     assert suggested.recommendation_id == second.recommendation_id
     assert (assigned.sequence, suggested.sequence) == (2, 3)
@@ -242,10 +190,10 @@ async def test_closed_case_leaves_its_bucket(routing: Any) -> None:
     r, outbox, _ = routing
     first = received()
     await run_through(r, outbox, first)
-    events(outbox, "assigned")
+    outbox.events("assigned")
     close = response(first.recommendation_id, "TT_HDND", ResponseAction.CLOSE)
     await to_case(r, close.key, close.value, close.headers)
-    assert len(events(outbox, "closed")) == 1
+    assert len(outbox.events("closed")) == 1
     (leave,) = outbox.take(ROUTING_DEDUP.name)
     assert json.loads(leave.value)["op"] == "leave"
     async with r.dedup_agent.test_context() as ctx:
@@ -254,7 +202,7 @@ async def test_closed_case_leaves_its_bucket(routing: Any) -> None:
     assert len(r.buckets) == 0  # the member's table entry is gone too
     # the same concern again is a new case now
     await run_through(r, outbox, received(ROAD_AGAIN))
-    assert len(events(outbox, "assigned")) == 1
+    assert len(outbox.events("assigned")) == 1
 
 
 async def test_poison_records_are_dead_lettered(routing: Any) -> None:
@@ -275,23 +223,23 @@ async def test_timer_scan_sends_ticks_and_the_case_agent_escalates(routing: Any)
     r, outbox, clock = routing
     rec = received()
     await run_through(r, outbox, rec)
-    (assigned,) = events(outbox, "assigned")
+    (assigned,) = outbox.events("assigned")
     accept = response(rec.recommendation_id, assigned.agency, ResponseAction.ACCEPT)
     await to_case(r, accept.key, accept.value, accept.headers)
-    assert len(events(outbox, "accepted")) == 1
+    assert len(outbox.events("accepted")) == 1
     assert await r.pipeline.scan_due() == 0
     clock.now = assigned.deadline + timedelta(seconds=1)
     assert await r.pipeline.scan_due() == 1
     assert await r.pipeline.scan_due() == 0  # not re-sent while the tick is in flight
     (tick,) = outbox.take(ROUTING_TIMERS.name)
     await to_case(r, tick.key, tick.value, tick.headers)
-    (escalated,) = events(outbox, "escalated")
+    (escalated,) = outbox.events("escalated")
     assert isinstance(escalated, Escalated)
     assert (escalated.level, escalated.sequence, escalated.stage) == (1, 4, "answer")
     assert escalated.recipients == ("UBND_TINH", "TT_HDND", "UBMTTQ_TINH")
     # the same tick again (a replay) does nothing
     await to_case(r, tick.key, tick.value, tick.headers)
-    assert events(outbox, "escalated") == []
+    assert outbox.events("escalated") == []
 
 
 async def test_low_confidence_goes_to_triage_whose_classification_reroutes(
@@ -305,11 +253,11 @@ async def test_low_confidence_goes_to_triage_whose_classification_reroutes(
     r = create_app(settings)
     r.app.finalize()
     r.app.flow_control.resume()
-    outbox = RecordingOutbox()
+    outbox = FaultyOutbox()
     r.pipeline.outbox = outbox
     rec = received()
     await run_through(r, outbox, rec)
-    (triaged,) = events(outbox, "assigned")
+    (triaged,) = outbox.events("assigned")
     assert triaged.agency == "TT_HDND"
     assert triaged.decision.rule == "triage:low_confidence"
     classify = response(
@@ -320,7 +268,7 @@ async def test_low_confidence_goes_to_triage_whose_classification_reroutes(
         level="tinh",
     )
     await to_case(r, classify.key, classify.value, classify.headers)
-    (rerouted,) = events(outbox, "assigned")
+    (rerouted,) = outbox.events("assigned")
     assert (rerouted.agency, rerouted.sequence, rerouted.hop) == ("SO_XAY_DUNG", 3, 0)
     assert rerouted.decision.rule == "triage:classification"
     leave, join = outbox.take(ROUTING_DEDUP.name)
@@ -338,26 +286,26 @@ async def test_duplicate_of_an_answered_case_gets_the_answer_on_its_own_trail(
     r, outbox, _ = routing
     first = received()
     await run_through(r, outbox, first)
-    (assigned,) = events(outbox, "assigned")
+    (assigned,) = outbox.events("assigned")
     answer = response(first.recommendation_id, assigned.agency, ResponseAction.ANSWER, text="Xong")
     await to_case(r, answer.key, answer.value, answer.headers)
-    (answered_first,) = events(outbox, "answered")
+    (answered_first,) = outbox.events("answered")
     assert answered_first.recipients == ("UBMTTQ_TINH",)
 
     # the answered case is still in its bucket (it may be reopened): the repeat is merged
     second = received(ROAD_AGAIN, submitted_by="DOAN_DBQH")
     await run_through(r, outbox, second)
-    (merged,) = events(outbox, "merged")
+    (merged,) = outbox.events("merged")
     assert merged.duplicate_of == first.recommendation_id
     (link,) = outbox.take(ROUTING_COMMANDS.name)
     await to_case(r, link.key, link.value, link.headers)
-    assert events(outbox, "answered") == []  # nothing written into the answered case
+    assert outbox.events("answered") == []  # nothing written into the answered case
     assert r.cases[first.recommendation_id]["sequence"] == answered_first.sequence
     (share,) = outbox.take(ROUTING_COMMANDS.name)
     assert share.key == second.recommendation_id.encode()  # the duplicate's own partition
     assert json.loads(share.value)["op"] == "answer_of"
     await to_case(r, share.key, share.value, share.headers)
-    (answered,) = events(outbox, "answered")
+    (answered,) = outbox.events("answered")
     assert isinstance(answered, Answered)
     assert answered.recommendation_id == second.recommendation_id
     assert (answered.sequence, answered.text, answered.agency) == (3, "Xong", assigned.agency)
@@ -366,7 +314,7 @@ async def test_duplicate_of_an_answered_case_gets_the_answer_on_its_own_trail(
     # replays of the link and of the delivery emit nothing more
     await to_case(r, link.key, link.value, link.headers)
     await to_case(r, share.key, share.value, share.headers)
-    assert events(outbox, "answered") == []
+    assert outbox.events("answered") == []
     assert outbox.take(ROUTING_COMMANDS.name) == []
     assert outbox.take(DEAD_LETTER.name) == []
 
@@ -375,13 +323,13 @@ async def test_case_not_accepted_by_its_accept_deadline_is_escalated(routing: An
     r, outbox, clock = routing
     rec = received()
     await run_through(r, outbox, rec)
-    (assigned,) = events(outbox, "assigned")
+    (assigned,) = outbox.events("assigned")
     assert assigned.accept_deadline is not None
     clock.now = assigned.accept_deadline + timedelta(seconds=1)
     assert await r.pipeline.scan_due() == 1
     (tick,) = outbox.take(ROUTING_TIMERS.name)
     await to_case(r, tick.key, tick.value, tick.headers)
-    (escalated,) = events(outbox, "escalated")
+    (escalated,) = outbox.events("escalated")
     assert isinstance(escalated, Escalated)
     assert (escalated.stage, escalated.level, escalated.sequence) == ("accept", 1, 3)
     assert escalated.deadline == assigned.accept_deadline

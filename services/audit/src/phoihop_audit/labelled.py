@@ -31,8 +31,6 @@ from phoihop_common.access import Resource
 from phoihop_common.config import Reference
 from phoihop_schemas import lifecycle
 
-# Roles whose reports are province-wide.
-ROLES = lifecycle.CORRECTION_ROLES
 LABELS = {"merge_into": "duplicate", "unmerge": "not_duplicate", "not_duplicate": "not_duplicate"}
 CHUNK = 500
 
@@ -46,7 +44,7 @@ class _Case:
 
 def require_role(*, reference: Reference, caller: Caller) -> None:
     """ForbiddenError unless the caller has the supervisor or triage role."""
-    if not ROLES & access.roles(reference, caller.agency):
+    if not lifecycle.may_correct(access.roles(reference, caller.agency)):
         raise ForbiddenError("labelled pairs need a supervisor's or a triage body's key")
 
 

@@ -225,7 +225,7 @@ def may_respond(
     if who == CORRECTOR:
         if agency in {a for a in (assignee, other_assignee) if a is not None}:
             return True
-        return bool(CORRECTION_ROLES & roles(reference, agency))
+        return lifecycle.may_correct(roles(reference, agency))
     return who in roles(reference, agency)
 
 

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict
 
 from phoihop_routing.exceptions import RejectedError
 from phoihop_schemas.events import Kind
-from phoihop_schemas.lifecycle import CORRECTION_ROLES
 
 PairAction = Literal["merge_into", "not_duplicate"]
 
@@ -87,11 +86,6 @@ Correction = PairRequest | PairConfirm | UnlinkRequest | Split
 CORRECTIONS: dict[str, type[Correction]] = {
     cls.op: cls for cls in (PairRequest, PairConfirm, UnlinkRequest, Split)
 }
-
-
-def is_corrector(roles: frozenset[str]) -> bool:
-    """Whether an agency with these roles may correct any case (supervisor or triage)."""
-    return bool(CORRECTION_ROLES & roles)
 
 
 def check_kinds(a: Kind, b: Kind) -> None:

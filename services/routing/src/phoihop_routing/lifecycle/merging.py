@@ -29,11 +29,11 @@ from phoihop_routing.lifecycle.model import (
     LeaveBucket,
     Outcome,
     Policy,
-    ShareAnswer,
     _invalid,
     _Steps,
 )
-from phoihop_routing.lifecycle.routing import _assign
+from phoihop_routing.lifecycle.routing import _assign, _shared_answer
+from phoihop_schemas import lifecycle
 from phoihop_schemas.events import (
     Decision,
     DuplicateDismissed,
@@ -47,7 +47,7 @@ from phoihop_schemas.events import (
 
 
 def _corrector(policy: Policy, agency: str) -> bool:
-    return corrections.is_corrector(policy.roles.get(agency, frozenset()))
+    return lifecycle.may_correct(policy.roles.get(agency, frozenset()))
 
 
 def _target(state: CaseState, response: Response) -> str:
@@ -157,17 +157,9 @@ def _pair_request(steps: _Steps, cmd: PairRequest) -> None:
             ),
         )
     )
-    answered = state.status == Status.ANSWERED and state.answer_text and state.answered_by
-    if cmd.action == "merge_into" and answered:
-        steps.effects.append(
-            ShareAnswer(
-                target=cmd.source,
-                source_case=state.recommendation_id,
-                agency=state.answered_by or "",
-                text=state.answer_text or "",
-                on_time=bool(state.answered_on_time),
-            )
-        )
+    share = _shared_answer(state, cmd.source)
+    if cmd.action == "merge_into" and state.status == Status.ANSWERED and share is not None:
+        steps.effects.append(share)
 
 
 def _pair_confirm(steps: _Steps, cmd: PairConfirm) -> None:

@@ -164,23 +164,28 @@ def _assign(
     )
 
 
+def _shared_answer(state: CaseState, target: str) -> ShareAnswer | None:
+    """The case's latest answer, to send to a duplicate merged after it was given."""
+    if state.answer_text is None or state.answered_by is None:
+        return None
+    return ShareAnswer(
+        target=target,
+        source_case=state.recommendation_id,
+        agency=state.answered_by,
+        text=state.answer_text,
+        on_time=bool(state.answered_on_time),
+    )
+
+
 def _link(state: CaseState | None, cmd: Link) -> Outcome:
     if state is None or any(m.recommendation_id == cmd.merged_id for m in state.merged):
         return Outcome(state=state)
     source = MergedSource(recommendation_id=cmd.merged_id, submitted_by=cmd.submitted_by)
     effects: tuple[Effect, ...] = ()
-    answered = state.status in (Status.ANSWERED, Status.CLOSED)
-    if answered and state.answer_text is not None and state.answered_by is not None:
-        # the answer was emitted before this duplicate existed: send it over (module doc)
-        effects = (
-            ShareAnswer(
-                target=cmd.merged_id,
-                source_case=state.recommendation_id,
-                agency=state.answered_by,
-                text=state.answer_text,
-                on_time=bool(state.answered_on_time),
-            ),
-        )
+    # the answer was emitted before this duplicate existed: send it over (module doc)
+    share = _shared_answer(state, cmd.merged_id)
+    if state.status in (Status.ANSWERED, Status.CLOSED) and share is not None:
+        effects = (share,)
     return Outcome(
         state=state.model_copy(update={"merged": (*state.merged, source)}),
         effects=effects,
