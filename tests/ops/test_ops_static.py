@@ -533,8 +533,12 @@ def test_k8s_config_map_carries_the_reference_data() -> None:
     files = {Path(f).name for f in generator["files"]}
     for f in generator["files"]:
         assert (DEPLOY / "k8s" / f).is_file(), f
-    # every reference-data file except the secrets (API keys, webhook secrets)
-    expected = {p.name for p in (DEPLOY / "config").glob("*.yaml")} - {
+    # every reference-data file except the secrets (API keys, webhook secrets), and the
+    # routing model's labelled examples
+    expected = {p.name for p in (DEPLOY / "config").glob("*.y*ml")} | {
+        p.name for p in (DEPLOY / "config").glob("*.jsonl")
+    }
+    expected -= {
         "api_keys.yaml",
         "subscriptions.yaml",
     }

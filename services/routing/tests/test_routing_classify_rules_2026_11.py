@@ -31,9 +31,9 @@ def classify(
 
 
 def test_rules_version_names_the_tuning(classifier: Classifier) -> None:
-    assert classifier.version == "2026.11.2"
+    assert classifier.version == "2026.11.3"
     c = classify(classifier, "Đề nghị xã sửa đường liên thôn Khe Mây – Đồng Vầu.")
-    assert c.decision.version == "2026.11.2"
+    assert c.decision.version == "2026.11.3"
 
 
 # ---------------------------------------------------------------- level: commune roads

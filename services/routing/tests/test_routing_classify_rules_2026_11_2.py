@@ -24,7 +24,7 @@ def classify(
 
 
 def test_rules_version(classifier: Classifier) -> None:
-    assert classifier.version == "2026.11.2"
+    assert classifier.version == "2026.11.3"
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def sig(
 
 
 def test_duplicate_rules_version() -> None:
-    assert SIGNATURE_VERSION == VERSION == "dup.2026.11.2"
+    assert SIGNATURE_VERSION == VERSION == "dup.2026.11.3"
 
 
 NATIONAL_ROAD = (

@@ -34,7 +34,7 @@ def sig(
 
 
 def test_version() -> None:
-    assert VERSION == "dup.2026.11.2"
+    assert VERSION == "dup.2026.11.3"
 
 
 def test_a_firms_line_of_business_is_not_its_name(classifier: Classifier) -> None:

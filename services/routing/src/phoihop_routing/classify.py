@@ -30,6 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phoihop_common.config import Reference, commune_agency_code
+from phoihop_routing.learned import (
+    EXAMPLES_FILE,
+    CategoryModel,
+    Guess,
+    check_categories,
+    load_examples,
+)
 from phoihop_routing.rules import (
     RULES_FILE,
     CompiledRule,
@@ -47,26 +54,16 @@ from phoihop_routing.textmatch import (
     fold_phrase,
     load_abbreviations,
 )
+from phoihop_routing.vocabulary import vocabulary_weights
 from phoihop_schemas.events import Decision, Kind, Level
 
 TRIAGE_AGENCY = "TT_HDND"
 # rules weighing less are generic hints, not concepts that paraphrases share
 CONCEPT_WEIGHT = 1.5
 FORWARDER_AGENCY = "DOAN_DBQH"
-
-# Words that carry no field on their own (report boilerplate, function words); the
-# statistical component ignores them.
-STOPWORDS = frozenset(
-    """
-    cu tri de nghi kien xem xet giai quyet phan anh nhan dan ba con nguoi cac nhung da
-    dang se va voi cua cho tu den trong tren duoc bi khong chua nhieu rat lam mot so
-    hien nay khi thi ma la co o tai ve qua sau truoc nam thang ngay gio xa phuong tinh
-    thon to ban khu dac ho nha gia dinh toi chung ong hai cung nhu de theo vao ra len
-    xuong lai nua con viec tinh trang som co quan chuc nang huong dan kiem tra ho tro
-    dau tu sua chua cai tao xay dung nang cap bo sung thuc hien bao dam dam bao tang
-    cuong quan ly hoat dong chinh sach che do quy dinh doi voi giai doan
-    """.split()  # noqa: SIM905
-)
+# rule ids of a decision the learned model took part in (`learned`)
+MODEL_RULE = "model.category"
+MODEL_AGREES = "model.agrees"
 
 
 @dataclass(frozen=True)
@@ -172,11 +169,14 @@ class Classifier:
         rules: RoutingRules,
         reference: Reference,
         normaliser: Normaliser | None = None,
+        model: CategoryModel | None = None,
     ) -> None:
         rules.check_categories(known=(c.code for c in reference.categories))
         self.rules = rules
         self.reference = reference
         self.normaliser = normaliser or Normaliser.empty()
+        # a second opinion for texts the rules are unsure of (`learned`), when configured
+        self.model = model
         self._levels = tuple(CompiledRule.of(r) for r in rules.levels)
         self._categories = tuple(
             CompiledRule.of(r, in_passing=rules.in_passing) for r in rules.categories
@@ -192,8 +192,8 @@ class Classifier:
         self._category_index = RuleIndex(self._categories)
         # rule id -> a matched term's name -> (folded, with diacritics) (`_longest_terms`)
         self._term_forms = {c.rule.id: _term_forms(c) for c in self._categories}
-        self._vocabulary = _vocabulary(rules=rules, reference=reference, toned=False)
-        self._vocabulary_toned = _vocabulary(rules=rules, reference=reference, toned=True)
+        self._vocabulary = vocabulary_weights(rules=rules, reference=reference, toned=False)
+        self._vocabulary_toned = vocabulary_weights(rules=rules, reference=reference, toned=True)
         self._agency_codes = frozenset(reference.agency_codes)
         self._triage = _agency_with_role(reference, "triage", TRIAGE_AGENCY)
         self._forwarder = _agency_with_role(reference, "forwarder", FORWARDER_AGENCY)
@@ -205,13 +205,28 @@ class Classifier:
         reference: Reference,
         rules_path: Path | None = None,
         abbreviations_path: Path | None = None,
+        examples_path: Path | None = None,
     ) -> Classifier:
-        """Load `<config_dir>/routing_rules.yaml` and `abbreviations.yaml` (or the paths
-        given) and validate them."""
+        """Load `<config_dir>/routing_rules.yaml`, `abbreviations.yaml` and, when present,
+        `category_examples.jsonl` (or the paths given) and validate them."""
         config_dir = Path(reference.config_dir)
         path = rules_path or config_dir / RULES_FILE
         normaliser = load_abbreviations(abbreviations_path or config_dir / ABBREVIATIONS_FILE)
-        return cls(rules=load_rules(path), reference=reference, normaliser=normaliser)
+        classifier = cls(rules=load_rules(path), reference=reference, normaliser=normaliser)
+        examples_path = examples_path or config_dir / EXAMPLES_FILE
+        if examples_path.exists():
+            classifier.model = classifier.train_model(examples_path)
+        return classifier
+
+    def train_model(self, path: Path) -> CategoryModel:
+        """The learned second opinion, trained on labelled examples as this classifier
+        prepares texts (abbreviations written out, folded)."""
+        examples = load_examples(path)
+        check_categories(examples, known=(c.code for c in self.reference.categories))
+        return CategoryModel.train(
+            texts=[self.prepare(e.text).folded for e in examples],
+            categories=[e.category for e in examples],
+        )
 
     def prepare(self, text: str) -> MatchText:
         """The text as the rules and duplicate signatures see it (abbreviations written out)."""
@@ -241,8 +256,55 @@ class Classifier:
         khac_score = khac.total if khac else 0.0
         best = placed[0] if placed else None
         if best is None or best.total < 1.0 or best.total <= khac_score:
+            # nothing placed: the model may place it (not thanks or another unplaced rule)
+            guess = self._second_opinion(mt) if khac is None or not khac.hits else None
+            if guess is not None and guess.sure and guess.category != unplaced:
+                chosen = scores.get(guess.category) or _CategoryScore(guess.category, 0, 0, (), ())
+                return self._placed(
+                    chosen, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
+                    locality=locality, kind=kind, guess=guess, takes=True,
+                )  # fmt: skip
             return self._unplaced(khac=khac, best=best, locality=locality, kind=kind, mt=mt)
+        found = self._placed(
+            best, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
+            locality=locality, kind=kind,
+        )  # fmt: skip
+        if found.decision.confidence >= self.triage_below:
+            return found
+        guess = self._second_opinion(mt)
+        if guess is None or guess.category == unplaced:
+            return found
+        if guess.category == best.category or not guess.sure:
+            return self._placed(
+                best, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
+                locality=locality, kind=kind, guess=guess,
+            )  # fmt: skip
+        chosen = scores.get(guess.category) or _CategoryScore(guess.category, 0, 0, (), ())
+        return self._placed(
+            chosen, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
+            locality=locality, kind=kind, guess=guess, takes=True,
+        )  # fmt: skip
 
+    def _second_opinion(self, mt: MatchText) -> Guess | None:
+        """The learned model's guess, when the deployment has one."""
+        return self.model.guess(mt.folded) if self.model is not None else None
+
+    def _placed(
+        self,
+        best: _CategoryScore,
+        *,
+        placed: list[_CategoryScore],
+        khac_score: float,
+        scores: dict[str, _CategoryScore],
+        mt: MatchText,
+        locality: str,
+        kind: Kind,
+        guess: Guess | None = None,
+        takes: bool = False,
+    ) -> Classification:
+        """The decision for `best`: the rules' winner, or the model's guess when it `takes`
+        over; with `guess` the model was asked (it agrees, or is not sure enough to overrule)."""
+        placed = [best, *(s for s in placed if s.category != best.category)]
         level_hits = _LevelHits.of(
             self._levels, self._level_index.hits(mt), passing=self._national_objects, text=mt
         )
@@ -273,6 +335,14 @@ class Classifier:
             category_conf = min(category_conf, 0.35)  # a statistical guess only
         top_rule = max(best.hits, key=lambda h: h.score).rule.id if best.hits else "vocabulary"
         evidence = [_describe(h) for h in sorted(best.hits, key=lambda h: -h.score)]
+        if guess is not None and self.model is not None:
+            evidence.insert(0, f"{guess.describe()} [{self.model.version}]")
+            if takes:
+                top_rule, category_conf = MODEL_RULE, _model_confidence(guess.margin)
+            elif guess.category == best.category:
+                # two judges that agree: the rules' evidence and the model's
+                top_rule = f"{top_rule} + {MODEL_AGREES}"
+                category_conf = 1.0 - (1.0 - category_conf) * (1.0 - min(1.0, 0.5 + guess.margin))
         if best.tokens:
             evidence.append(f"vocabulary +{best.vocabulary:.2f}: {', '.join(best.tokens[:6])}")
         evidence += level_evidence
@@ -440,6 +510,11 @@ def _confidence(best: float, runner_up: float) -> float:
     return max(0.0, min(1.0, margin * strength))
 
 
+def _model_confidence(margin: float) -> float:
+    """Confidence in a category the model alone chose: 0.65 at the bar (margin 0.3), <= 0.9."""
+    return min(0.9, 0.5 + margin / 2)
+
+
 def _describe(hit: Hit) -> str:
     """'gt.local_road +3: duong lien thon' — a rule and the terms it matched."""
     text = f"{hit.rule.id} +{hit.score:.3g}: {', '.join(hit.full_terms)}"
@@ -496,32 +571,3 @@ def _longest_terms(
 def _agency_with_role(reference: Reference, role: str, fallback: str) -> str:
     found = reference.with_role(role)
     return found[0].code if found else fallback
-
-
-def _vocabulary(
-    *, rules: RoutingRules, reference: Reference, toned: bool
-) -> dict[str, dict[str, float]]:
-    """Token -> {category: weight}, from the rules' terms and the categories' covers lists.
-
-    A token used by one category weighs 1, by k categories 1/k; tokens used by more than
-    three categories and stop words are dropped. No labelled data is involved. Tokens are
-    folded words, or with `toned` words with their diacritics (for texts that have them).
-    """
-    used: dict[str, set[str]] = defaultdict(set)
-    sources: list[tuple[str, str]] = [
-        (r.category, t) for r in rules.categories if r.category for t in (*r.terms, *r.exact)
-    ]
-    sources += [(c.code, c.covers) for c in reference.categories]
-    for category, phrase in sources:
-        if category == rules.unplaced_category:
-            continue
-        words = exact_phrase(phrase).split() if toned else fold_phrase(phrase).split()
-        for word in words:
-            plain = fold_phrase(word)
-            if plain not in STOPWORDS and not plain.isdigit() and len(plain) > 1:
-                used[word].add(category)
-    return {
-        word: {cat: 1.0 / len(cats) for cats_ in [cats] for cat in cats_}
-        for word, cats in used.items()
-        if len(cats) <= 3
-    }

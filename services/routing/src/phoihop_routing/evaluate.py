@@ -91,7 +91,14 @@ class Report:
 
 
 # the checkout's own labelled sets, evaluated by default in this order
-REPO_CORPORA = ("dev.jsonl", "written.jsonl", "blind.jsonl", "holdout.jsonl", "holdout2.jsonl")
+REPO_CORPORA = (
+    "dev.jsonl",
+    "written.jsonl",
+    "blind.jsonl",
+    "holdout.jsonl",
+    "holdout2.jsonl",
+    "holdout3.jsonl",
+)
 
 
 def default_corpora() -> list[Path]:

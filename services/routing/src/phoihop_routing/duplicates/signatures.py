@@ -9,12 +9,13 @@ from itertools import pairwise
 from typing import Any
 
 from phoihop_common.text import nfc
-from phoihop_routing.classify import STOPWORDS, Classification
+from phoihop_routing.classify import Classification
 from phoihop_routing.duplicates.objects import _CLASS_TYPES, _objects
 from phoihop_routing.textmatch import MatchText
+from phoihop_routing.vocabulary import STOPWORDS
 from phoihop_schemas.events import Kind, Level
 
-SIGNATURE_VERSION = "dup.2026.11.2"
+SIGNATURE_VERSION = "dup.2026.11.3"
 
 # the version of the duplicate rules, in every merge / suggestion decision
 VERSION = SIGNATURE_VERSION

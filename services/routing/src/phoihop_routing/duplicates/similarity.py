@@ -17,7 +17,7 @@ from phoihop_routing.duplicates.signatures import (
 )
 from phoihop_routing.duplicates.stats import _Stats, _stats
 from phoihop_routing.exceptions import RoutingError
-from phoihop_schemas.events import Decision
+from phoihop_schemas.events import Decision, Kind
 
 # bonus per shared weak identifier (hamlet, alley, street), more when the concern is the same
 WEAK_OBJECT = 0.05
@@ -37,6 +37,15 @@ OTHER_SECTION = 0.6
 # similarity factor when the two are classified in another category *and* level: with
 # the bar across fields (0.45) a merge then needs 0.6 before it, a suggestion 0.33
 OTHER_FIELD_AND_LEVEL = 0.75
+
+# similarity factor when a complaint (khieu_nai) meets a report or a recommendation: a
+# complaint contests a decision or act that touched the complainant, so a report about the
+# same school or firm is most often another concern (a levy vs a fallen wall); merged only
+# when much of the text is shared (0.55 before it), else at most a suggestion
+COMPLAINT_AND_REPORT = 0.55
+# the kinds a complaint is compared with as an equal: another complaint, and the
+# complainant's visit to a citizen reception about it
+_COMPLAINT_PEERS = frozenset({Kind.KHIEU_NAI.value, Kind.TIEP_CONG_DAN.value})
 
 # identifier types of long roads, whose number alone does not say where on them
 _ROUTE_TYPES = frozenset({"road"})
@@ -135,6 +144,11 @@ def _compare(a: CaseSignature, b: CaseSignature, *, explain: bool) -> Comparison
             evidence.append(
                 f"other field and level: {a.category}/{a.level} vs {b.category}/{b.level}"
             )
+    complaint = _complaint_and_report(a, b)
+    if complaint is not None:
+        score *= COMPLAINT_AND_REPORT
+        if explain:
+            evidence.append(complaint)
     sections = _other_sections(sa, sb, shared_ids)
     if sections is not None:
         # one provincial or national road, but each text places its concern at its own
@@ -254,6 +268,16 @@ def merge_decision(*, candidate: CaseSignature, case: CaseSignature) -> Decision
         evidence=(f"duplicate of {case.recommendation_id}", *result.evidence),
         confidence=result.similarity,
     )
+
+
+def _complaint_and_report(a: CaseSignature, b: CaseSignature) -> str | None:
+    """'complaint vs phan_anh' when one is a complaint and the other neither a complaint
+    nor a citizen reception."""
+    kinds = {a.kind, b.kind}
+    if Kind.KHIEU_NAI.value in kinds and not kinds <= _COMPLAINT_PEERS and "" not in kinds:
+        other = (kinds - {Kind.KHIEU_NAI.value}).pop()
+        return f"complaint vs {other}"
+    return None
 
 
 def denunciation_veto(a: CaseSignature, b: CaseSignature) -> str | None:

@@ -1,0 +1,205 @@
+"""The learned second opinion (rules 2026.11.3, dup.2026.11.3, issue 12).
+
+Every text here is written for these tests (not taken from the corpora). The model is
+trained on `deploy/config/category_examples.jsonl`; the held-out set is never in it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from phoihop_common.config import load_reference
+from phoihop_routing.classify import MODEL_AGREES, MODEL_RULE, Classifier
+from phoihop_routing.duplicates import CaseSignature, compare, find_duplicate, signature
+from phoihop_routing.learned import (
+    EXAMPLES_FILE,
+    TAKE_MARGIN,
+    CategoryModel,
+    Example,
+    ExamplesError,
+    Guess,
+    check_categories,
+    load_examples,
+)
+from phoihop_schemas.events import Kind
+
+ROOT = Path(__file__).resolve().parents[3]
+COMMUNE = "xa-an-binh"
+# a market hall's roof and floor, in words no category rule lists
+MARKET = (
+    "Mái tôn khu hàng cá bị thủng, nền lún, mưa là ngập, người đi mua bán trượt ngã. "
+    "Đề nghị sửa lại."
+)
+# a landslide onto fields: the rules see dredging, weakly; the model agrees
+LANDSLIDE = "Lo mo o thon Na Khe bi sat lo sau mua lu, dat da tran xuong ruong"
+# nothing the rules or the model can place with confidence
+VAGUE = "Nhiều hộ ở thôn Bến Đá chưa được nhận tiền hỗ trợ sau bão, đề nghị kiểm tra"
+
+
+@pytest.fixture(scope="module")
+def rules_only(classifier: Classifier) -> Classifier:
+    """The same rules without the model."""
+    return Classifier(
+        rules=classifier.rules, reference=classifier.reference, normaliser=classifier.normaliser
+    )
+
+
+def test_the_deployment_has_a_model_trained_on_its_examples(classifier: Classifier) -> None:
+    assert classifier.model is not None
+    assert classifier.model.version.startswith("svm.")
+    assert classifier.version == "2026.11.3"
+
+
+def test_the_model_places_what_no_rule_places(
+    classifier: Classifier, rules_only: Classifier
+) -> None:
+    before = rules_only.classify(text=MARKET, kind=Kind.PHAN_ANH, locality=COMMUNE)
+    assert before.category == "KHAC"
+    assert before.decision.rule == "unplaced.no_evidence + level.unplaced"
+    after = classifier.classify(text=MARKET, kind=Kind.PHAN_ANH, locality=COMMUNE)
+    assert after.category == "CONG_THUONG"
+    assert after.agency == "SO_CONG_THUONG"
+    assert after.decision.rule.startswith(f"{MODEL_RULE} + level.")
+    assert after.decision.evidence[0].startswith("model CONG_THUONG (margin ")
+    assert after.decision.confidence >= classifier.triage_below
+
+
+def test_agreement_lifts_a_weak_rule_decision_over_the_triage_bar(
+    classifier: Classifier, rules_only: Classifier
+) -> None:
+    before = rules_only.classify(text=LANDSLIDE, kind=Kind.PHAN_ANH, locality=COMMUNE)
+    assert before.decision.confidence < classifier.triage_below
+    after = classifier.classify(text=LANDSLIDE, kind=Kind.PHAN_ANH, locality=COMMUNE)
+    assert after.category == before.category == "NONG_NGHIEP"
+    assert f"+ {MODEL_AGREES} +" in after.decision.rule
+    assert after.decision.confidence >= classifier.triage_below
+    assert after.decision.confidence > before.decision.confidence
+
+
+def test_an_unsure_model_changes_nothing(classifier: Classifier, rules_only: Classifier) -> None:
+    before = rules_only.classify(text=VAGUE, kind=Kind.PHAN_ANH, locality=COMMUNE)
+    after = classifier.classify(text=VAGUE, kind=Kind.PHAN_ANH, locality=COMMUNE)
+    assert (after.category, after.agency, after.decision) == (
+        before.category,
+        before.agency,
+        before.decision,
+    )
+
+
+def test_a_confident_rule_decision_never_asks_the_model(classifier: Classifier) -> None:
+    c = classifier.classify(
+        text="Đường liên thôn Nà Khe xuống cấp, nhiều ổ gà, đề nghị xã sửa chữa",
+        kind=Kind.KIEN_NGHI,
+        locality=COMMUNE,
+    )
+    assert c.decision.confidence >= classifier.triage_below
+    assert "model" not in c.decision.rule
+    assert not any(e.startswith("model ") for e in c.decision.evidence)
+
+
+def test_guesses_are_deterministic_and_unaccented_text_reads_the_same(
+    classifier: Classifier,
+) -> None:
+    assert classifier.model is not None
+    accented = classifier.model.guess(classifier.prepare(MARKET).folded)
+    plain = classifier.model.guess(
+        classifier.prepare(
+            "Mai ton khu hang ca bi thung, nen lun, mua la ngap, nguoi di mua ban truot nga. "
+            "De nghi sua lai."
+        ).folded
+    )
+    assert accented == classifier.model.guess(classifier.prepare(MARKET).folded)
+    assert plain.category == accented.category == "CONG_THUONG"
+    assert Guess("X", TAKE_MARGIN, "Y").sure
+    assert not Guess("X", TAKE_MARGIN - 0.01, "Y").sure
+
+
+def test_training_needs_enough_examples_and_known_codes(tmp_path: Path) -> None:
+    with pytest.raises(ExamplesError, match="too few"):
+        CategoryModel.train(texts=["a", "b"], categories=["GIAO_THONG", "Y_TE"])
+    with pytest.raises(ExamplesError, match="NOT_A_CODE"):
+        check_categories([Example("x", "NOT_A_CODE")], known=["GIAO_THONG"])
+    bad = tmp_path / EXAMPLES_FILE
+    bad.write_text('{"text": "đường hỏng"}\n', encoding="utf-8")
+    with pytest.raises(ExamplesError, match=":1: not a labelled example"):
+        load_examples(bad)
+
+
+def test_a_deployment_without_examples_classifies_by_rules_alone(tmp_path: Path) -> None:
+    reference = load_reference()
+    missing = tmp_path / "none.jsonl"
+    c = Classifier.from_config(reference=reference, examples_path=missing)
+    assert c.model is None
+    assert c.classify(text=MARKET, kind=Kind.PHAN_ANH, locality=COMMUNE).category == "KHAC"
+
+
+def test_the_examples_are_fresh_and_never_hold_the_held_out_set() -> None:
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_category_examples.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    rows = [
+        json.loads(line)
+        for line in (ROOT / "deploy" / "config" / EXAMPLES_FILE).read_text().splitlines()
+    ]
+    held_out = {
+        json.loads(line)["text"]
+        for line in (ROOT / "corpus" / "holdout3.jsonl").read_text().splitlines()
+    }
+    assert len(rows) >= 500
+    assert not held_out & {r["text"] for r in rows}
+    assert not any(r["id"].startswith("M") for r in rows)
+
+
+def test_a_complaint_merges_with_a_report_only_when_nearly_the_same(
+    classifier: Classifier,
+) -> None:
+    def sig(rid: str, text: str, kind: Kind) -> CaseSignature:
+        c = classifier.classify(text=text, kind=kind, locality="phuong-bac-son")
+        return signature(
+            recommendation_id=rid, text=text, locality="phuong-bac-son", classification=c
+        )
+
+    wall = sig(
+        "r1",
+        "Tường rào phía sau Trường THPT Hồng Lĩnh đổ từ tháng 3, sân trường ngập khi mưa, "
+        "đề nghị Sở GD&ĐT sớm xây lại",
+        Kind.PHAN_ANH,
+    )
+    levy = sig(
+        "r2",
+        "Tôi khiếu nại việc Trường THPT Hồng Lĩnh thu mỗi học sinh 900.000 đồng tiền lắp "
+        "máy chiếu mà không họp cha mẹ học sinh, đề nghị hoàn trả khoản thu sai quy định",
+        Kind.KHIEU_NAI,
+    )
+    result = compare(levy, wall)
+    assert "complaint vs phan_anh" in result.evidence
+    assert find_duplicate(candidate=levy, open_cases=[wall]) is None
+    again = sig(
+        "r3",
+        "Khiếu nại: Trường THPT Hồng Lĩnh thu mỗi học sinh 900.000 đồng tiền lắp máy chiếu "
+        "không họp cha mẹ học sinh, đề nghị hoàn trả khoản thu sai quy định",
+        Kind.TIEP_CONG_DAN,
+    )
+    peer = compare(levy, again)
+    assert not any(e.startswith("complaint vs") for e in peer.evidence)
+    found = find_duplicate(candidate=again, open_cases=[levy])
+    assert found is not None
+    assert found[0].recommendation_id == "r2"
+
+
+def test_one_text_is_scored_as_scikit_learn_scores_it(classifier: Classifier) -> None:
+    model = classifier.model
+    assert model is not None
+    for text in (MARKET, LANDSLIDE, VAGUE, "", "!!!", "ĐT.749 sạt lở"):
+        folded = classifier.prepare(text).folded
+        ours, theirs = model.decision_values(folded), model.pipeline_values(folded)
+        assert len(ours) == len(model.classes) == len(theirs)
+        assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 1e-9
