@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     prof = parser.add_argument_group("profile (phase profile, `make profile`)")
     prof.add_argument("--profile-rate", type=float, help="offered rate per second (default 50)")
     prof.add_argument("--profile-seconds", type=int, help="seconds of py-spy recording")
+    scale = parser.add_argument_group("scale-out (phase scale: 1 then 2 routing/notify/audit)")
+    scale.add_argument("--scale-rate", type=float, help="offered rate per second (default 60)")
+    scale.add_argument("--scale-seconds", type=float, help="seconds per run (default 20)")
     args = parser.parse_args(argv)
     phases = tuple(p.strip() for p in args.only.split(",") if p.strip())
     unknown = set(phases) - set(PHASES) - set(OPTIONAL_PHASES)
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         "stop_p99_ms": args.stop_p99_s * 1000 if args.stop_p99_s else None,
         "profile_rate": args.profile_rate,
         "profile_seconds": args.profile_seconds,
+        "scale_rate": args.scale_rate,
+        "scale_seconds": args.scale_seconds,
     }
     sizes = dataclasses.replace(
         QUICK if args.quick else FULL, **{k: v for k, v in overrides.items() if v is not None}

@@ -108,14 +108,19 @@ class BenchBase:
         return out
 
     def audit_done(self) -> float | None:
-        """Events stored by audit that finish routing (assigned + merged), from /metrics."""
+        """Events stored by audit that finish routing (assigned + merged), from /metrics.
+
+        Summed over audit's replicas; a replica that was restarted counts from zero again.
+        """
         assert self.stack is not None
-        text = scrape(self.stack.url("audit"))
-        a = metric_sum(text, "phoihop_audit_events_stored_total", type="assigned")
-        m = metric_sum(text, "phoihop_audit_events_stored_total", type="merged")
-        if a is None and m is None:
-            return None
-        return (a or 0.0) + (m or 0.0)
+        found: list[float] = []
+        for proc in self.stack.replica_procs("audit"):  # each replica counts what it stored
+            text = scrape(proc.url)
+            for kind in ("assigned", "merged"):
+                value = metric_sum(text, "phoihop_audit_events_stored_total", type=kind)
+                if value is not None:
+                    found.append(value)
+        return sum(found) if found else None
 
     def quiesce(self, *, timeout: float) -> dict[str, Any]:
         """Wait until webhooks and audit stop moving for 3 s (the previous phase drained)."""
@@ -142,8 +147,9 @@ class BenchBase:
         assert self.stack is not None
         total = 0.0
         for name in ("routing", "notify", "audit"):
-            text = scrape(self.stack.url(name))
-            total += metric_sum(text, f"phoihop_{name}_consumer_lag_records") or 0.0
+            for proc in self.stack.replica_procs(name):
+                text = scrape(proc.url)
+                total += metric_sum(text, f"phoihop_{name}_consumer_lag_records") or 0.0
         return total
 
     def wait_done(

@@ -15,7 +15,8 @@ PHASES = ("ceiling", "ingest_alone", "ingest", "e2e", "memory")
 # `e2e`: the latency ladder (open-loop generator process, submit → signed webhook).
 # `profile`: py-spy of every service under a steady open-loop rate (`make profile`).
 # `burst`: the old saturation figure, a bulk import as fast as ingest takes it.
-OPTIONAL_PHASES: tuple[str, ...] = ("profile", "burst")
+# `scale`: one open-loop rate with 1, then 2 processes of routing, notify and audit (issue 13).
+OPTIONAL_PHASES: tuple[str, ...] = ("profile", "burst", "scale")
 ALONE_ROUNDS = 3
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CORES = os.cpu_count() or 1
@@ -48,11 +49,14 @@ class Sizes:
     profile_rate: float = 50.0
     profile_seconds: int = 30
     generator_check_seconds: float = 5.0
+    scale_rate: float = 60.0
+    scale_seconds: float = 20.0
+    scale_workers: tuple[int, ...] = (1, 2)
 
 
 FULL = Sizes(30_000, 10.0, 32, 10_000, 20_000, GOAL_OPEN_CASES, 5_000, 900.0)
 QUICK = Sizes(
     5_000, 4.0, 32, 2_000, 2_000, 5_000, 1_000, 120.0,
-    ladder_rates=(10, 50, 100), ladder_seconds=6.0, profile_seconds=10,
+    ladder_rates=(10, 50, 100), ladder_seconds=6.0, profile_seconds=10, scale_seconds=10.0,
     generator_check_seconds=3.0,
 )  # fmt: skip

@@ -94,6 +94,13 @@ def evaluate_goals(results: dict[str, Any], sizes: Sizes) -> list[dict[str, Any]
     note = "" if loaded >= GOAL_OPEN_CASES else f"measured with {loaded} open cases, not 100,000"
     add("peak RSS per service with open cases", peaks or None, f"<= {GOAL_RSS_MB:.0f} MB",
         None if worst is None else worst <= GOAL_RSS_MB, mem.get("cpu"), note)  # fmt: skip
+    comp = r.get("scale", {}).get("comparison") or {}
+    if comp:
+        cpu = (comp.get("cpu_ms_per_rec_ratio") or {}).get("services_total")
+        add("scale-out: delivered rate with 2 routing/notify/audit workers vs 1 (issue 13)",
+            comp.get("delivered_per_s_ratio"), ">= 0.9× (does not drop on 2 cores)",
+            not comp.get("rate_dropped"), None,
+            note=f"CPU per recommendation ×{cpu} with 2 workers")  # fmt: skip
     return goals
 
 

@@ -23,6 +23,7 @@ from bench.bus import (
 from bench.config import PROFILE_SAMPLE_RATE, RESULTS_DIR
 from bench.helpers import CpuWindow, ReceiverProcess
 from bench.profile import PySpy, cpu_per_rec, end_offsets, read_speedscope, records_per_rec
+from bench.replicas import fold_replicas
 from phoihop_embedded.stack import SERVICES, Stack
 
 
@@ -33,18 +34,7 @@ class StackPhases(BenchBase):
         """Receiver process, config with a jurisdiction-wide subscription, the four services."""
         assert self.broker is not None
         self.receiver = ReceiverProcess(self.tmp / "webhooks.tsv").start()
-        config = copy_config(
-            self.tmp / "config",
-            [
-                {
-                    "agency": SUPERVISOR,
-                    "url": self.receiver.url(f"/hook/{SUPERVISOR}"),
-                    "secret": new_secret(),
-                    "event_types": ["assigned", "merged"],
-                    "scope": "jurisdiction",
-                }
-            ],
-        )
+        config = self.webhook_config(self.tmp / "config")
         self.stack = Stack(
             data_dir=self.tmp / "stack",
             kafka_bootstrap=self.broker.bootstrap,
@@ -55,6 +45,18 @@ class StackPhases(BenchBase):
         t0 = time.monotonic()
         self.stack.start(timeout=180)
         self.results["stack_start_s"] = round(time.monotonic() - t0, 1)
+
+    def webhook_config(self, target: Path) -> Path:
+        """A config copy with one jurisdiction-wide subscription: routing outcomes -> receiver."""
+        assert self.receiver is not None
+        sub = {
+            "agency": SUPERVISOR,
+            "url": self.receiver.url(f"/hook/{SUPERVISOR}"),
+            "secret": new_secret(),
+            "event_types": ["assigned", "merged"],
+            "scope": "jurisdiction",
+        }
+        return copy_config(target, [sub])
 
     def ingest_phase(self) -> dict[str, Any]:
         """Single submissions under the client load, then the bulk endpoint."""
@@ -129,7 +131,12 @@ class StackPhases(BenchBase):
         out["delivered_in_time"] = done["delivered"]
         out["audit_stored"] = done["audit_stored"]
         out["drained_after"] = drained
-        out["cpu_ms_per_rec"] = cpu_per_rec(cpu, len(run.submitted), SERVICES, idle=idle)
+        out["cpu_ms_per_rec"] = cpu_per_rec(  # a service's replicas (`routing#2`) summed
+            fold_replicas(cpu),
+            len(run.submitted),
+            SERVICES,
+            idle=fold_replicas(idle) if idle else None,
+        )
         out["broker_records"] = records_per_rec(before, after, len(run.submitted))
         out["cpu"] = cpu
         out["generator"] = run.summary

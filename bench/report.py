@@ -276,6 +276,47 @@ def profile_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def scale_lines(r: dict[str, Any]) -> list[str]:
+    """Phase `scale`: the same rate with 1 and 2 processes of routing, notify and audit."""
+    scale = r.get("scale")
+    if not scale or not scale.get("runs"):
+        return []
+    runs: list[dict[str, Any]] = scale["runs"]
+    names = [n for n in (*SERVICES, "broker") if any(n in (x.get("cpu_ms_per_rec") or {})
+             for x in runs)]  # fmt: skip
+    lines = [
+        "",
+        f"scale-out: {scale['rate_per_s']:g}/s open loop for {scale['seconds']:g} s with N "
+        f"processes each of {', '.join(scale.get('scaled_services', []))} (ingest: 1), "
+        f"{CORES} cores; CPU ms per recommendation summed over a service's replicas",
+    ]
+    header = ["workers", "delivered", "delivered/s", "2nd half/s", "p50 ms", "p99 ms",
+              *(f"{n} CPU" for n in names), "services CPU", "above idle", "verdict"]  # fmt: skip
+    body: list[list[str]] = []
+    for x in runs:
+        cpu = x.get("cpu_ms_per_rec") or {}
+        above = (cpu.get("above_idle") or {}).get("services_total")
+        half = (x.get("second_half") or {}).get("delivered_per_s")
+        body.append([
+            str(x.get("workers")), f"{x.get('delivered', 0)}/{x.get('submitted_ok', 0)}",
+            _fmt(x.get("delivered_per_s")), _fmt(half),
+            _ms(x.get("p50_ms")), _ms(x.get("p99_ms")), *(_fmt(cpu.get(n)) for n in names),
+            _fmt(cpu.get("services_total")), _fmt(above), str(x.get("verdict", "?")),
+        ])  # fmt: skip
+    lines += _grid(header, body)
+    c = scale.get("comparison") or {}
+    if c:
+        ratios = c.get("cpu_ms_per_rec_ratio") or {}
+        cpu = ", ".join(f"{n} ×{v:g}" for n, v in ratios.items() if v is not None)
+        dropped = "DROPPED" if c.get("rate_dropped") else "did not drop"
+        lines.append(
+            f"{c['workers'][1]} vs {c['workers'][0]} workers: delivered rate "
+            f"×{_fmt(c.get('delivered_per_s_ratio'))} ({dropped}), p50 ×{_fmt(c.get('p50_ratio'))}"
+            f", p99 ×{_fmt(c.get('p99_ratio'))}; CPU per recommendation {cpu}"
+        )
+    return lines
+
+
 def table(r: dict[str, Any]) -> str:
     """The whole printed report."""
     body = [row for row in rows(r) if row[1] != "-"]
@@ -285,6 +326,7 @@ def table(r: dict[str, Any]) -> str:
     lines += [f"{a:<{w0}}  {b:>{w1}}  {c:>6}  {d}" for a, b, c, d in body]
     lines += ladder_lines(r)
     lines += profile_lines(r)
+    lines += scale_lines(r)
     lines.append("")
     lines.append("goals (issues 7 and 13; reported, not asserted):")
     for g in r.get("goals", []):

@@ -15,7 +15,7 @@ from typing import Any
 from bench.ceiling import CeilingPhases
 from bench.config import FULL, OPTIONAL_PHASES, PHASES, QUICK, RESULTS_DIR, Sizes
 from bench.goals import evaluate_goals
-from bench.phases import StackPhases
+from bench.scale import ScalePhases
 from phoihop_common.kafka import KafkaSettings, ensure_topics
 from phoihop_embedded.broker import EmbeddedBroker
 
@@ -25,7 +25,7 @@ from phoihop_embedded.broker import EmbeddedBroker
 __all__ = ["FULL", "OPTIONAL_PHASES", "PHASES", "QUICK", "Bench", "Sizes", "write"]
 
 
-class Bench(CeilingPhases, StackPhases):
+class Bench(CeilingPhases, ScalePhases):
     """One benchmark run."""
 
     # ------------------------------------------------------------------ the run
@@ -54,6 +54,8 @@ class Bench(CeilingPhases, StackPhases):
                 if "memory" in self.phases:
                     self._step("memory", self.memory_phase)
                 self.results["rss_end_mb"] = self.rss()
+            if "scale" in self.phases:  # last: it stops the shared stack, starts its own
+                self._step("scale", self.scale_phase)
         finally:
             self.stop()
         self.results["finished_at"] = datetime.now(UTC).isoformat()

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -29,6 +26,7 @@ from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import INBOUND_RESPONSES, INBOUND_SUBMISSIONS
 from tests.faults.dead_letters import read_dead_letters
+from tests.faults.flow import Flow, all_routed, fetch_trails, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -41,72 +39,6 @@ MAX_SUBMISSIONS = 1500
 TWO_MB = 2 * 1024 * 1024
 
 Coordinates = tuple[str, int, int]  # topic, partition, offset
-
-
-@dataclass
-class Flow:
-    """Single submissions over HTTP from background threads; ids that got 202."""
-
-    ingest_url: str
-    accepted: dict[str, int] = field(default_factory=dict)
-    attempts: Counter[str] = field(default_factory=Counter)
-    stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _next: int = 0
-
-    def _body(self) -> dict[str, Any]:
-        with self._lock:
-            index, self._next = self._next, self._next + 1
-        return next(iter(generate(1, seed=17, start=index))).body
-
-    def _submit(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set() and len(self.accepted) < MAX_SUBMISSIONS:
-                body = self._body()
-                headers = {**key(SUBMITTER), "Idempotency-Key": str(uuid.uuid4())}
-                for _ in range(6):  # retried with the same key: at most one case
-                    try:
-                        resp = client.post(
-                            f"{self.ingest_url}/v1/recommendations", json=body, headers=headers
-                        )
-                    except httpx.HTTPError as exc:
-                        self.attempts[type(exc).__name__] += 1
-                        self.stop.wait(0.5)
-                        continue
-                    self.attempts[str(resp.status_code)] += 1
-                    if resp.status_code == 202:
-                        self.accepted[str(resp.json()["id"])] = len(self.accepted)
-                        break
-                    self.stop.wait(0.5)
-                self.stop.wait(0.05)
-
-    def start(self, threads: int = 3) -> Flow:
-        """Submit from `threads` threads until `finish`."""
-        for _ in range(threads):
-            t = threading.Thread(target=self._submit, daemon=True)
-            t.start()
-            self._threads.append(t)
-        return self
-
-    def flowing(self, since: int, *, more: int = 20) -> bool:
-        """`more` submissions accepted since `since` (or the flow is full)."""
-        return len(self.accepted) >= min(since + more, MAX_SUBMISSIONS)
-
-    def finish(self) -> None:
-        """Stop and wait for the threads (bounded)."""
-        self.stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
-
-
-def _poll(fn: Callable[[], Any], *, timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = fn()
-    while not last and time.monotonic() < deadline:
-        time.sleep(every)
-        last = fn()
-    return last
 
 
 def _poison(marker: str) -> list[tuple[str, str, bytes, list[tuple[str, bytes]]]]:
@@ -173,15 +105,6 @@ async def _dead_letters(
     return await read_dead_letters(bootstrap, wanted, within=within, identify=_origin)
 
 
-def _trails(stack: Stack, ids: list[str]) -> dict[str, dict[str, Any] | None]:
-    def one(client: httpx.Client, rec_id: str) -> tuple[str, dict[str, Any] | None]:
-        resp = client.get(f"{stack.url('audit')}/v1/recommendations/{rec_id}/trail")
-        return rec_id, resp.json() if resp.status_code == 200 else None
-
-    with httpx.Client(timeout=30, headers=key(SUPERVISOR)) as client, ThreadPoolExecutor(8) as ex:
-        return dict(ex.map(lambda i: one(client, i), ids))
-
-
 def _problems(trails: dict[str, dict[str, Any] | None]) -> list[str]:
     """What is wrong with the trails: missing, not routed, duplicated, gaps."""
     problems: list[str] = []
@@ -204,32 +127,17 @@ def _problems(trails: dict[str, dict[str, Any] | None]) -> list[str]:
     return problems
 
 
-def _all_routed(stack: Stack, count: int) -> bool:
-    """Audit knows `count` recommendations and none is still waiting for routing.
-
-    Read from audit's read model, not from its `events_stored` counter: that counter starts
-    again from zero when audit is restarted, so it would never reach `count`.
-    """
-    url = f"{stack.url('audit')}/v1/recommendations"
-    try:
-        with httpx.Client(timeout=30, headers=key(SUPERVISOR)) as client:
-            known = client.get(url, params={"page_size": 1}).json()["total"]
-            waiting = client.get(url, params={"status": "received", "page_size": 1}).json()
-    except (httpx.HTTPError, ValueError, KeyError):
-        return False
-    return bool(known >= count and waiting["total"] == 0)
+def _kill_and_restart(stack: Stack, *names: str) -> None:
+    """SIGKILL the services together, start them again, wait until they are ready."""
+    for name in names:
+        stack.procs[name].kill()
+    for name in names:
+        stack.procs[name].restart()
+    stack.wait_ready(services=names, timeout=READY_TIMEOUT)
 
 
-def _kill_and_restart(stack: Stack, name: str) -> None:
-    proc = stack.procs[name]
-    proc.kill()
-    proc.restart()
-    stack.wait_ready(services=(name,), timeout=READY_TIMEOUT)
-
-
-@pytest.mark.parametrize("second", ["notify", "routing"])
 def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
-    stack_factory: Callable[..., Stack], tmp_path: Path, second: str
+    stack_factory: Callable[..., Stack], tmp_path: Path
 ) -> None:
     config = copy_config(tmp_path / "config", [])
     env = {**NOTIFY_ENV, "PHOIHOP_ROUTING_TIMER_INTERVAL": "1.0"}
@@ -237,7 +145,9 @@ def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
     marker = f"poison-{uuid.uuid4().hex[:8]}"
     poison = _poison(marker)
     half = len(poison) // 2
-    flow = Flow(stack.url("ingest")).start()
+    flow = Flow(
+        stack.url("ingest"), bulk=0, singles=3, single_pause=0.05, max_submissions=MAX_SUBMISSIONS
+    ).start()
     landed: dict[str, Coordinates] = {}
     started = time.monotonic()
     timeline: list[str] = []  # what happened when (in every failure message)
@@ -246,19 +156,20 @@ def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
         timeline.append(f"{time.monotonic() - started:.0f}s {what} ({len(flow.accepted)})")
 
     try:
-        assert _poll(lambda: len(flow.accepted) >= 50, timeout=120), dict(flow.attempts)
+        assert poll(lambda: len(flow.accepted) >= 50, timeout=120, every=0.5), dict(flow.attempts)
         # poison on the submissions topic, then audit killed while it is in flight
         landed |= asyncio.run(_produce(stack.bootstrap, poison[:half]))
         mark("poison on submissions")
         _kill_and_restart(stack, "audit")
         mark("audit killed and ready again")
-        _poll(partial(flow.flowing, len(flow.accepted)), timeout=FLOWING_TIMEOUT)
-        # poison on the responses topic, then the second service killed
+        poll(partial(flow.flowing, len(flow.accepted)), timeout=FLOWING_TIMEOUT, every=0.5)
+        # poison on the responses topic, then routing and notify killed together while it
+        # is in flight and the flow goes on
         landed |= asyncio.run(_produce(stack.bootstrap, poison[half:]))
         mark("poison on responses")
-        _kill_and_restart(stack, second)
-        mark(f"{second} killed and ready again")
-        _poll(partial(flow.flowing, len(flow.accepted), more=50), timeout=FLOWING_TIMEOUT)
+        _kill_and_restart(stack, "routing", "notify")
+        mark("routing and notify killed and ready again")
+        poll(partial(flow.flowing, len(flow.accepted), more=50), timeout=FLOWING_TIMEOUT, every=0.5)
     finally:
         flow.finish()
     mark("flow stopped")
@@ -268,8 +179,10 @@ def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
 
     # Nothing lost, nothing duplicated: each accepted submission received and routed once.
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    _poll(partial(_all_routed, stack, len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
-    while (problems := _problems(_trails(stack, ids))) and time.monotonic() < deadline:
+    poll(partial(all_routed, stack.url("audit"), len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
+    while (
+        problems := _problems(fetch_trails(stack.url("audit"), ids))
+    ) and time.monotonic() < deadline:
         time.sleep(3.0)
     mark("trails complete")
     assert not problems, f"{len(problems)} problems: {problems[:10]}; {context}"

@@ -534,9 +534,9 @@ def test_k8s_config_map_carries_the_reference_data() -> None:
     for f in generator["files"]:
         assert (DEPLOY / "k8s" / f).is_file(), f
     # every reference-data file except the secrets (API keys, webhook secrets), and the
-    # routing model's labelled examples
+    # routing's category model
     expected = {p.name for p in (DEPLOY / "config").glob("*.y*ml")} | {
-        p.name for p in (DEPLOY / "config").glob("*.jsonl")
+        p.name for p in (DEPLOY / "config").glob("*.json")
     }
     expected -= {
         "api_keys.yaml",

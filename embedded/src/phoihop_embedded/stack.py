@@ -26,6 +26,17 @@ from phoihop_embedded.broker import EmbeddedBroker
 SERVICES: tuple[str, ...] = ("audit", "routing", "notify", "ingest")
 DEFAULT_PORTS: dict[str, int] = {"ingest": 8080, "audit": 8081, "notify": 8082, "routing": 8083}
 DEFAULT_BROKER_PORT = 9092
+REPLICA_SEP = "#"  # the k-th process of a service (k >= 2) is `<service>#<k>` in `Stack.procs`
+
+
+def service_of(proc_name: str) -> str:
+    """The service a process name belongs to: `routing#2` -> `routing`."""
+    return proc_name.partition(REPLICA_SEP)[0]
+
+
+def replica_names(service: str, count: int) -> list[str]:
+    """Process names of a service's replicas: the first keeps the service's own name."""
+    return [service, *(f"{service}{REPLICA_SEP}{k}" for k in range(2, count + 1))]
 
 
 class StackError(Exception):
@@ -34,7 +45,7 @@ class StackError(Exception):
 
 @dataclass
 class ServiceProcess:
-    """One service running as a child process."""
+    """One service (or one replica of it: `name` `routing#2`) running as a child process."""
 
     name: str
     port: int
@@ -51,7 +62,7 @@ class ServiceProcess:
         """Start the process (`python -m phoihop_<name>`), output appended to its log."""
         out = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"phoihop_{self.name}"],
+            [sys.executable, "-m", f"phoihop_{service_of(self.name)}"],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -89,7 +100,14 @@ class ServiceProcess:
 
 @dataclass
 class Stack:
-    """Broker (embedded unless a bootstrap is given) and the four services."""
+    """Broker (embedded unless a bootstrap is given) and the four services.
+
+    `replicas` runs more than one process of a service (e.g. `{"routing": 2}`): each has
+    its own port (`ports` and `procs` key `routing#2`) and log; routing replicas their own
+    data directory (faust tables are local to a worker); notify and audit replicas share
+    their service's database, and each service's replicas share its consumer group.
+    `procs[name]` stays the first process of each service; `replica_procs(name)` lists all.
+    """
 
     data_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
@@ -100,6 +118,7 @@ class Stack:
     topic_prefix: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = SERVICES
+    replicas: dict[str, int] = field(default_factory=dict)
     broker: EmbeddedBroker | None = None
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
 
@@ -112,18 +131,27 @@ class Stack:
         return self.broker.bootstrap
 
     def url(self, service: str) -> str:
-        """Base URL of a service."""
+        """Base URL of a service (its first process), or of one replica (`routing#2`)."""
         return self.procs[service].url
 
-    def service_env(self, name: str) -> dict[str, str]:
-        """Environment of one service: its prefixed settings plus shared ones."""
+    def process_names(self) -> list[str]:
+        """Every process of the stack, replicas right after their service's first."""
+        return [p for s in self.services for p in replica_names(s, self.replicas.get(s, 1))]
+
+    def replica_procs(self, service: str) -> list[ServiceProcess]:
+        """The processes of one service, the first one first."""
+        return [self.procs[n] for n in replica_names(service, self.replicas.get(service, 1))]
+
+    def service_env(self, proc_name: str) -> dict[str, str]:
+        """Environment of one process: its service's prefixed settings plus shared ones."""
+        name = service_of(proc_name)
         prefix = f"PHOIHOP_{name.upper()}_"
         env = dict(os.environ)
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
                 f"{prefix}HOST": "127.0.0.1",
-                f"{prefix}PORT": str(self.ports[name]),
+                f"{prefix}PORT": str(self.ports[proc_name]),
                 f"{prefix}KAFKA_BOOTSTRAP": self.bootstrap,
             }
         )
@@ -134,7 +162,7 @@ class Stack:
         if name in ("audit", "notify", "ingest"):
             env[f"{prefix}DATABASE_URL"] = self._database_url(name)
         if name == "routing":
-            env[f"{prefix}DATA_DIR"] = str(self.data_dir / "routing")
+            env[f"{prefix}DATA_DIR"] = str(self.data_dir / _file_name(proc_name))
         if name == "ingest":
             env[f"{prefix}AUDIT_URL"] = f"http://127.0.0.1:{self.ports['audit']}"
         env.update(self.extra_env)
@@ -148,7 +176,7 @@ class Stack:
     def start(self, *, timeout: float = 90.0) -> Stack:
         """Start broker, create topics, start the services, wait until all are ready."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for name in self.services:
+        for name in self.process_names():
             self.ports.setdefault(name, free_port())
         if not self.kafka_bootstrap:
             self.broker = EmbeddedBroker(
@@ -156,12 +184,12 @@ class Stack:
             ).start()
         prefix_env = {"PHOIHOP_TOPIC_PREFIX": self.topic_prefix} if self.topic_prefix else {}
         self._ensure_topics(prefix_env)
-        for name in self.services:
+        for name in self.process_names():
             proc = ServiceProcess(
                 name=name,
                 port=self.ports[name],
                 env=self.service_env(name),
-                log_path=self.data_dir / f"{name}.log",
+                log_path=self.data_dir / f"{_file_name(name)}.log",
             )
             self.procs[name] = proc
             proc.start()
@@ -186,9 +214,9 @@ class Stack:
             asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=self.bootstrap)))
 
     def wait_ready(self, *, timeout: float = 90.0, services: tuple[str, ...] | None = None) -> None:
-        """Poll each service's /readyz until 200."""
+        """Poll each process's /readyz until 200 (`services`: process names, default all)."""
         deadline = time.monotonic() + timeout
-        for name in services or self.services:
+        for name in services or tuple(self.procs):
             proc = self.procs[name]
             while True:
                 if proc.process and proc.process.poll() is not None:
@@ -216,6 +244,22 @@ class Stack:
             self.broker.stop()
 
 
+def parse_replicas(text: str) -> dict[str, int]:
+    """`routing=2,notify=2` -> {"routing": 2, "notify": 2} (services of the stack, counts >= 1)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, count = item.partition("=")
+        if name not in SERVICES or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"not <service>=<count>: {item!r}")
+        out[name] = int(count)
+    return out
+
+
+def _file_name(proc_name: str) -> str:
+    """Log and data directory name of a process: `routing`, `routing-2`."""
+    return proc_name.replace(REPLICA_SEP, "-")
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """Last lines of a log file."""
     try:
@@ -230,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("PHOIHOP_DATA_DIR", "var"))
     parser.add_argument("--kafka-bootstrap", default=os.environ.get("PHOIHOP_KAFKA_BOOTSTRAP"))
     parser.add_argument("--database-url", default=os.environ.get("PHOIHOP_DATABASE_URL"))
+    parser.add_argument(
+        "--replicas",
+        type=parse_replicas,
+        default={},
+        help="processes per service, e.g. routing=2,notify=2,audit=2 (extra ones on free ports)",
+    )
     args = parser.parse_args(argv)
     ports = {
         name: int(os.environ.get(f"PHOIHOP_{name.upper()}_PORT", DEFAULT_PORTS[name]))
@@ -241,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         broker_port=int(os.environ.get("PHOIHOP_BROKER_PORT", DEFAULT_BROKER_PORT)),
         kafka_bootstrap=args.kafka_bootstrap,
         database_url=args.database_url,
+        replicas=args.replicas,
     )
     stopping = False
 

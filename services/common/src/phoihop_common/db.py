@@ -10,7 +10,10 @@ dead-lettering anything.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,22 @@ def ping(engine: Engine) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _sqlite_migration_lock(engine: Engine, package: str) -> Iterator[None]:
+    """SQLite: replicas sharing the file upgrade one at a time (a lock file beside it).
+
+    Without it two replicas starting together on a fresh file both try to create the
+    version table and one fails at startup ("table alembic_version_… already exists").
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with Path(f"{database}.{package}.migrate.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def migrate(engine: Engine, *, package: str) -> None:
     """Upgrade `package`'s schema to head (its `migrations/` folder), one replica at a time."""
     import importlib.resources
@@ -94,7 +113,7 @@ def migrate(engine: Engine, *, package: str) -> None:
     cfg.set_main_option("script_location", str(location))
     lock = zlib.crc32(package.encode())  # a PostgreSQL advisory lock per service
     postgres = engine.dialect.name == "postgresql"
-    with engine.connect() as conn:
+    with _sqlite_migration_lock(engine, package), engine.connect() as conn:
         if postgres:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock})
             conn.commit()

@@ -30,13 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phoihop_common.config import Reference, commune_agency_code
-from phoihop_routing.learned import (
-    EXAMPLES_FILE,
-    CategoryModel,
-    Guess,
-    check_categories,
-    load_examples,
-)
+from phoihop_routing.learned import MODEL_FILE, CategoryModel, Guess, ModelError
 from phoihop_routing.rules import (
     RULES_FILE,
     CompiledRule,
@@ -205,28 +199,22 @@ class Classifier:
         reference: Reference,
         rules_path: Path | None = None,
         abbreviations_path: Path | None = None,
-        examples_path: Path | None = None,
+        model_path: Path | None = None,
     ) -> Classifier:
         """Load `<config_dir>/routing_rules.yaml`, `abbreviations.yaml` and, when present,
-        `category_examples.jsonl` (or the paths given) and validate them."""
+        `category_model.json` (or the paths given) and validate them."""
         config_dir = Path(reference.config_dir)
         path = rules_path or config_dir / RULES_FILE
         normaliser = load_abbreviations(abbreviations_path or config_dir / ABBREVIATIONS_FILE)
         classifier = cls(rules=load_rules(path), reference=reference, normaliser=normaliser)
-        examples_path = examples_path or config_dir / EXAMPLES_FILE
-        if examples_path.exists():
-            classifier.model = classifier.train_model(examples_path)
+        model_path = model_path or config_dir / MODEL_FILE
+        if model_path.exists():
+            model = CategoryModel.load(model_path)
+            unknown = set(model.classes) - {c.code for c in reference.categories}
+            if unknown:
+                raise ModelError(f"{model_path}: unknown categories {sorted(unknown)}")
+            classifier.model = model
         return classifier
-
-    def train_model(self, path: Path) -> CategoryModel:
-        """The learned second opinion, trained on labelled examples as this classifier
-        prepares texts (abbreviations written out, folded)."""
-        examples = load_examples(path)
-        check_categories(examples, known=(c.code for c in self.reference.categories))
-        return CategoryModel.train(
-            texts=[self.prepare(e.text).folded for e in examples],
-            categories=[e.category for e in examples],
-        )
 
     def prepare(self, text: str) -> MatchText:
         """The text as the rules and duplicate signatures see it (abbreviations written out)."""

@@ -1,51 +1,67 @@
-"""A learned second opinion on the category (scikit-learn), for texts the rules are unsure of.
+"""A learned second opinion on the category, for texts the rules are unsure of.
 
 The rules decide (`classify`); this model is asked only when their confidence is under the
-triage bar or nothing was placed. It is a linear SVM (`LinearSVC`, balanced classes) over
-TF-IDF of folded words and word pairs plus character n-grams (2-5, within words), trained at
-load on the labelled examples in `deploy/config/category_examples.jsonl` (text + category,
-built from the labelled corpora by `tools/build_category_examples.py`; the final held-out set
-is never among them). Training takes well under a second for ~600 examples, so no model file
-is shipped: the same examples always give the same model.
+triage bar or nothing was placed. It is a linear SVM (scikit-learn's `LinearSVC`, balanced
+classes) over TF-IDF of folded words and word pairs plus character n-grams (2-5, within
+words), fitted offline on the labelled corpora by `tools/build_category_model.py` and
+shipped as data: `deploy/config/category_model.json` (terms, idf, the coefficients as
+float16). The final held-out set is never among its examples.
 
+At run time only numpy is needed: `CategoryModel.decision_values` computes what the fitted
+pipeline's `decision_function` gives (the same `words` / `chars` analyzers fed the fit), so
+routing neither imports scikit-learn (~100 MB, seconds to import) nor trains at start-up.
 Its `margin` (top decision value minus the runner-up's) says how sure it is; `Guess.sure`
 applies the bar (`TAKE_MARGIN`) above which it may place a text the rules could not.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.svm import LinearSVC
 
 from phoihop_common.config import ConfigError
 
-EXAMPLES_FILE = "category_examples.jsonl"
-# with each training set held out in turn (tools/build_category_examples.py --report), 7 of
-# 469 guesses with a margin of at least 0.3 were wrong, and 44 of the 91 below it
+MODEL_FILE = "category_model.json"
+MODEL_FORMAT = 1
+# with each training set held out in turn (tools/build_category_model.py --report), guesses
+# with a margin of at least 0.3 were right 98 % of the time, those below it about half
 TAKE_MARGIN = 0.3
-MIN_EXAMPLES = 20
+CHAR_NGRAMS = (2, 5)
 
 
-class ExamplesError(ConfigError):
-    """The labelled examples file is missing fields or too small to learn from."""
+class ModelError(ConfigError):
+    """The model file is missing fields or does not fit together."""
 
 
-@dataclass(frozen=True)
-class Example:
-    """One labelled text."""
+def words(text: str) -> list[str]:
+    """Words of two letters or more and each pair of neighbours (a folded text)."""
+    tokens = [w for w in text.split() if len(w) > 1]
+    return tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
 
-    text: str
-    category: str
+
+def chars(text: str) -> list[str]:
+    """Character n-grams (2-5) inside each word padded with a space at both ends."""
+    low, high = CHAR_NGRAMS
+    out: list[str] = []
+    for word in text.split():
+        padded = f" {word} "
+        size = len(padded)
+        for n in range(low, high + 1):
+            if n >= size:
+                out.append(padded)  # a short word counts once, whole
+                break
+            out.extend(padded[i : i + n] for i in range(size - n + 1))
+    return out
+
+
+ANALYZERS = {"words": words, "chars": chars}
 
 
 @dataclass(frozen=True)
@@ -68,75 +84,64 @@ class Guess:
 
 @dataclass(frozen=True)
 class _Part:
-    """One fitted TF-IDF vectorizer of the union: its analyzer, vocabulary, idf, column offset."""
+    """One TF-IDF block of the features: its analyzer, vocabulary, idf and column offset."""
 
-    analyzer: Callable[[str], list[str]]
+    analyzer: str
     vocabulary: dict[str, int]
-    idf: Any  # numpy array of the vectorizer's idf_
+    idf: Any  # numpy array
     offset: int
 
     def features(self, text: str) -> tuple[Any, Any]:
         """Columns and L2-normalised sublinear tf-idf weights of one text (numpy arrays)."""
         vocabulary = self.vocabulary
-        counts = Counter(vocabulary[t] for t in self.analyzer(text) if t in vocabulary)
-        cols = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        weights = (1.0 + np.log(np.fromiter(counts.values(), float, len(counts)))) * self.idf[cols]
+        found = Counter(vocabulary[t] for t in ANALYZERS[self.analyzer](text) if t in vocabulary)
+        cols = np.fromiter(found.keys(), dtype=np.intp, count=len(found))
+        weights = (1.0 + np.log(np.fromiter(found.values(), float, len(found)))) * self.idf[cols]
         norm = float(np.sqrt(weights @ weights)) or 1.0
         return cols + self.offset, weights / norm
 
 
 class CategoryModel:
-    """TF-IDF (words, word pairs, character n-grams) + linear SVM over folded text.
+    """The fitted model as data: per block terms and idf, then class coefficients."""
 
-    scikit-learn fits it; one text is scored from the fitted analyzers, vocabularies, idf
-    and coefficients directly (`decision_values`, the same numbers as the pipeline's
-    `decision_function`): its per-call sparse-matrix set-up costs more than the arithmetic.
-    """
-
-    def __init__(self, pipeline: Pipeline, *, version: str) -> None:
-        self._pipeline = pipeline
-        self.version = version
-        parts, offset = [], 0
-        for _, vectorizer in pipeline.named_steps["features"].transformer_list:
-            parts.append(
-                _Part(
-                    analyzer=vectorizer.build_analyzer(),
-                    vocabulary=dict(vectorizer.vocabulary_),
-                    idf=vectorizer.idf_,
-                    offset=offset,
-                )
-            )
-            offset += len(vectorizer.vocabulary_)
-        svm = pipeline.named_steps["svm"]
+    def __init__(self, document: dict[str, Any]) -> None:
+        try:
+            if document["format"] != MODEL_FORMAT:
+                raise ModelError(f"model format {document['format']!r}, expected {MODEL_FORMAT}")
+            self.version = str(document["version"])
+            self._classes = [str(c) for c in document["classes"]]
+            parts, offset = [], 0
+            for block in document["parts"]:
+                terms = list(block["terms"])
+                if block["analyzer"] not in ANALYZERS or len(block["idf"]) != len(terms):
+                    raise ModelError(f"bad feature block {block['analyzer']!r}")
+                vocabulary = {t: i for i, t in enumerate(terms)}
+                idf = np.asarray(block["idf"], dtype=float)
+                parts.append(_Part(block["analyzer"], vocabulary, idf, offset))
+                offset += len(terms)
+            coef = document["coef"]
+            raw = np.frombuffer(base64.b64decode(coef["base64"]), dtype=np.dtype(coef["dtype"]))
+            self._coef = raw.astype(float).reshape(len(self._classes), offset)
+            self._intercept = np.asarray(document["intercept"], dtype=float)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"not a category model ({exc})") from exc
+        if self._intercept.shape != (len(self._classes),) or len(self._classes) < 2:
+            raise ModelError("intercepts and classes do not match")
         self._parts = tuple(parts)
-        self._coef = np.asarray(svm.coef_)
-        self._intercept = np.asarray(svm.intercept_)
-        self._classes = [str(c) for c in svm.classes_]
 
     @classmethod
-    def train(cls, *, texts: Sequence[str], categories: Sequence[str]) -> CategoryModel:
-        """Fit on folded texts (`MatchText.folded`) and their categories."""
-        if len(texts) < MIN_EXAMPLES or len(set(categories)) < 2:
-            raise ExamplesError(f"too few examples to learn from ({len(texts)})")
-        features = FeatureUnion(
-            [
-                ("words", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)),
-                (
-                    "chars",
-                    TfidfVectorizer(
-                        analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2
-                    ),
-                ),
-            ]
-        )
-        pipeline = Pipeline(
-            [("features", features), ("svm", LinearSVC(C=1.0, class_weight="balanced"))]
-        )
-        pipeline.fit(list(texts), list(categories))
-        digest = hashlib.sha256()
-        for text, category in zip(texts, categories, strict=True):
-            digest.update(f"{category}\t{text}\n".encode())
-        return cls(pipeline, version=f"svm.{digest.hexdigest()[:10]}")
+    def load(cls, path: Path) -> CategoryModel:
+        """Read `category_model.json`."""
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: {exc}") from exc
+        return cls(document)
+
+    @property
+    def classes(self) -> list[str]:
+        """The categories, in the order of `decision_values`."""
+        return list(self._classes)
 
     def decision_values(self, folded: str) -> Any:
         """The SVM's decision value of each category (`classes`) for one folded text."""
@@ -144,11 +149,6 @@ class CategoryModel:
         cols = np.concatenate([c for c, _ in found])
         weights = np.concatenate([w for _, w in found])
         return self._coef[:, cols] @ weights + self._intercept
-
-    @property
-    def classes(self) -> list[str]:
-        """The categories, in the order of `decision_values`."""
-        return list(self._classes)
 
     def guess(self, folded: str) -> Guess:
         """The best category for one folded text."""
@@ -161,28 +161,12 @@ class CategoryModel:
             runner_up=self._classes[second],
         )
 
-    def pipeline_values(self, folded: str) -> Any:
-        """scikit-learn's own `decision_function` for one text (what `decision_values` equals)."""
-        return self._pipeline.decision_function([folded])[0]
 
-
-def load_examples(path: Path) -> list[Example]:
-    """Read `category_examples.jsonl` (one `{"text", "category"}` object per line)."""
-    out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-            out.append(Example(text=str(doc["text"]), category=str(doc["category"])))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExamplesError(f"{path}:{number}: not a labelled example ({exc})") from exc
-    return out
-
-
-def check_categories(examples: Iterable[Example], *, known: Iterable[str]) -> None:
-    """Every example's category is a known code."""
-    codes = set(known)
-    unknown = sorted({e.category for e in examples} - codes)
-    if unknown:
-        raise ExamplesError(f"examples name unknown categories: {', '.join(unknown)}")
+def encode_coefficients(coef: Any) -> dict[str, Any]:
+    """A class x feature matrix as float16 in base64 (what `CategoryModel` reads)."""
+    matrix = np.ascontiguousarray(np.asarray(coef, dtype=np.float16))
+    return {
+        "dtype": "float16",
+        "shape": list(matrix.shape),
+        "base64": base64.b64encode(matrix.tobytes()).decode("ascii"),
+    }
