@@ -30,11 +30,16 @@ install: .venv/.installed
 run: install
 	$(UV) run --frozen python -m phoihop_embedded.stack
 
+# two pytest-xdist workers, one test file each at a time (a file's fixtures stay together);
+# PYTEST_WORKERS=0 runs the suite in one process
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: install
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(UV) run --frozen pytest -m "not e2e" $(PYTEST_ARGS)
+	$(UV) run --frozen pytest $(XDIST) -m "not e2e" $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run --frozen ruff check $(SOURCES)

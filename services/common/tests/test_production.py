@@ -63,7 +63,11 @@ def test_placeholders_are_recognised(value: str) -> None:
     assert is_placeholder(value)
 
 
-@pytest.mark.parametrize("value", [PII_KEY, METRICS_TOKEN, "devops-2026-Hn8s!kq"])
+@pytest.mark.parametrize(
+    "value",
+    [PII_KEY, METRICS_TOKEN, "devops-2026-Hn8s!kq"],
+    ids=["pii-key", "metrics-token", "phrase"],
+)
 def test_real_secrets_are_not_placeholders(value: str) -> None:
     assert not is_placeholder(value)
 
