@@ -1,8 +1,9 @@
 """What the fault tests share: a flow of submissions and the exactly-once / trail checks.
 
-`Flow` posts distinct submissions from background threads until stopped; the checks read
-audit's trails and a webhook receiver's deliveries (used by `test_faults_crash` and
-`test_faults_scale_out`).
+`Flow` posts distinct submissions from background threads until stopped; `kill_and_restart`
+SIGKILLs services and starts them again; the checks read audit's trails and a webhook
+receiver's deliveries (used by `test_faults_crash`, `test_faults_scale_out` and
+`test_faults_poison_restart`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 
 from bench.bus import SUBMITTER, SUPERVISOR, bulk_sync, key
 from bench.texts import generate
+from phoihop_embedded.stack import Stack
 from phoihop_testkit.webhook_receiver import Delivery
 
 Trails = dict[str, dict[str, Any] | None]
@@ -112,6 +114,16 @@ class Flow:
         self.stop.set()
         for t in self._threads:
             t.join(timeout=90)
+
+
+def kill_and_restart(stack: Stack, *names: str, timeout: float) -> None:
+    """SIGKILL the processes together (reaped: their ports are free again), start them
+    again, wait until they are ready."""
+    for name in names:
+        stack.procs[name].kill()
+    for name in names:
+        stack.procs[name].restart()
+    stack.wait_ready(services=names, timeout=timeout)
 
 
 def poll(fn: Callable[[], Any], *, timeout: float, every: float = 1.0) -> Any:

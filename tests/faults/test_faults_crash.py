@@ -26,6 +26,7 @@ from tests.faults.flow import (
     delivered,
     expected,
     fetch_trails,
+    kill_and_restart,
     poll,
     quiet,
     trail_problems,
@@ -102,13 +103,6 @@ def _subscriptions(receiver: WebhookReceiver, config_src: Path) -> list[dict[str
     return subs
 
 
-def _kill_and_restart(stack: Stack, name: str) -> None:
-    proc = stack.procs[name]
-    proc.kill()  # reaped: its ports are free again
-    proc.restart()
-    stack.wait_ready(services=(name,), timeout=READY_TIMEOUT)
-
-
 def _route(event: dict[str, Any]) -> str | None:
     """Merged events jurisdiction-wide, assigned events to the addressed agencies."""
     if event["type"] == "merged":
@@ -150,7 +144,7 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
         assert poll(lambda: len(flow.accepted) >= 100, timeout=120), flow.attempts
         for name in ("ingest", "routing", "notify", "audit"):
             poll(partial(flow.flowing, len(flow.accepted)), timeout=FLOWING_TIMEOUT, every=0.2)
-            _kill_and_restart(stack, name)
+            kill_and_restart(stack, name, timeout=READY_TIMEOUT)
             faults.append(f"SIGKILL {name} at {len(flow.accepted)} accepted")
         assert stack.broker is not None, "the broker pause needs the embedded broker"
         # the faults' durations below are the faults themselves, not waits for something

@@ -26,7 +26,7 @@ from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import INBOUND_RESPONSES, INBOUND_SUBMISSIONS
 from tests.faults.dead_letters import read_dead_letters
-from tests.faults.flow import Flow, all_routed, fetch_trails, poll
+from tests.faults.flow import Flow, all_routed, fetch_trails, kill_and_restart, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -127,15 +127,6 @@ def _problems(trails: dict[str, dict[str, Any] | None]) -> list[str]:
     return problems
 
 
-def _kill_and_restart(stack: Stack, *names: str) -> None:
-    """SIGKILL the services together, start them again, wait until they are ready."""
-    for name in names:
-        stack.procs[name].kill()
-    for name in names:
-        stack.procs[name].restart()
-    stack.wait_ready(services=names, timeout=READY_TIMEOUT)
-
-
 def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
     stack_factory: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -160,14 +151,14 @@ def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
         # poison on the submissions topic, then audit killed while it is in flight
         landed |= asyncio.run(_produce(stack.bootstrap, poison[:half]))
         mark("poison on submissions")
-        _kill_and_restart(stack, "audit")
+        kill_and_restart(stack, "audit", timeout=READY_TIMEOUT)
         mark("audit killed and ready again")
         poll(partial(flow.flowing, len(flow.accepted)), timeout=FLOWING_TIMEOUT, every=0.5)
         # poison on the responses topic, then routing and notify killed together while it
         # is in flight and the flow goes on
         landed |= asyncio.run(_produce(stack.bootstrap, poison[half:]))
         mark("poison on responses")
-        _kill_and_restart(stack, "routing", "notify")
+        kill_and_restart(stack, "routing", "notify", timeout=READY_TIMEOUT)
         mark("routing and notify killed and ready again")
         poll(partial(flow.flowing, len(flow.accepted), more=50), timeout=FLOWING_TIMEOUT, every=0.5)
     finally:

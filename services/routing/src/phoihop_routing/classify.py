@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from phoihop_common.config import Reference, commune_agency_code
@@ -243,35 +244,37 @@ class Classifier:
         khac = scores.get(unplaced)
         khac_score = khac.total if khac else 0.0
         best = placed[0] if placed else None
+        # the level rules are matched once, and only when a field is placed
+        level_hits = cache(
+            lambda: _LevelHits.of(
+                self._levels, self._level_index.hits(mt), passing=self._national_objects, text=mt
+            )
+        )
+
+        def decide(
+            score: _CategoryScore, *, guess: Guess | None = None, takes: bool = False
+        ) -> Classification:
+            return self._placed(
+                score, placed=placed, khac_score=khac_score, scores=scores,
+                level_hits=level_hits(), mt=mt, locality=locality, kind=kind,
+                guess=guess, takes=takes,
+            )  # fmt: skip
+
         if best is None or best.total < 1.0 or best.total <= khac_score:
             # nothing placed: the model may place it (not thanks or another unplaced rule)
             guess = self._second_opinion(mt) if khac is None or not khac.hits else None
             if guess is not None and guess.sure and guess.category != unplaced:
-                chosen = scores.get(guess.category) or _CategoryScore(guess.category, 0, 0, (), ())
-                return self._placed(
-                    chosen, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
-                    locality=locality, kind=kind, guess=guess, takes=True,
-                )  # fmt: skip
+                return decide(_score_of(scores, guess.category), guess=guess, takes=True)
             return self._unplaced(khac=khac, best=best, locality=locality, kind=kind, mt=mt)
-        found = self._placed(
-            best, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
-            locality=locality, kind=kind,
-        )  # fmt: skip
+        found = decide(best)
         if found.decision.confidence >= self.triage_below:
             return found
         guess = self._second_opinion(mt)
         if guess is None or guess.category == unplaced:
             return found
         if guess.category == best.category or not guess.sure:
-            return self._placed(
-                best, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
-                locality=locality, kind=kind, guess=guess,
-            )  # fmt: skip
-        chosen = scores.get(guess.category) or _CategoryScore(guess.category, 0, 0, (), ())
-        return self._placed(
-            chosen, placed=placed, khac_score=khac_score, scores=scores, mt=mt,
-            locality=locality, kind=kind, guess=guess, takes=True,
-        )  # fmt: skip
+            return decide(best, guess=guess)
+        return decide(_score_of(scores, guess.category), guess=guess, takes=True)
 
     def _second_opinion(self, mt: MatchText) -> Guess | None:
         """The learned model's guess, when the deployment has one."""
@@ -284,6 +287,7 @@ class Classifier:
         placed: list[_CategoryScore],
         khac_score: float,
         scores: dict[str, _CategoryScore],
+        level_hits: _LevelHits,
         mt: MatchText,
         locality: str,
         kind: Kind,
@@ -293,9 +297,6 @@ class Classifier:
         """The decision for `best`: the rules' winner, or the model's guess when it `takes`
         over; with `guess` the model was asked (it agrees, or is not sure enough to overrule)."""
         placed = [best, *(s for s in placed if s.category != best.category)]
-        level_hits = _LevelHits.of(
-            self._levels, self._level_index.hits(mt), passing=self._national_objects, text=mt
-        )
         level = self._level(best, level_hits)
         agency = self.agency_for(category=best.category, level=level.level, locality=locality)
         level_conf = level.confidence
@@ -496,6 +497,11 @@ def _confidence(best: float, runner_up: float) -> float:
     margin = best / (best + runner_up)
     strength = 1.0 - math.exp(-best / 3.0)
     return max(0.0, min(1.0, margin * strength))
+
+
+def _score_of(scores: dict[str, _CategoryScore], category: str) -> _CategoryScore:
+    """A category's score, or an empty one when no rule or word of it matched."""
+    return scores.get(category) or _CategoryScore(category, 0, 0, (), ())
 
 
 def _model_confidence(margin: float) -> float:
