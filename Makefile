@@ -31,8 +31,8 @@ run: install
 	$(UV) run --frozen python -m phoihop_embedded.stack
 
 # one process by default; PYTEST_WORKERS=2: two pytest-xdist workers, one test file each at a
-# time (~14 instead of ~21 minutes on 2 cores, but a service's start-up under the doubled
-# load can outlast a test's 30 s lifespan timeout)
+# time (~17 instead of ~20 minutes on 2 cores, but the doubled load can push the schemathesis
+# run past its bound)
 PYTEST_WORKERS ?= 0
 XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 

@@ -57,6 +57,24 @@ def kafka_bootstrap(tmp_path: Path) -> Iterator[str]:
         broker.stop()
 
 
+# The embedded broker (Tansu) answers a consumer's first JoinGroup only after half its
+# session timeout: 5 s with the production default of 10 s, at every consumer start of every
+# test. Tests run with 4 s sessions (2 s joins); a test or a user's environment may still set
+# its own. Fault tests that time takeovers set theirs explicitly.
+TEST_SESSION_ENV = {
+    "PHOIHOP_INGEST_CONSUMER_SESSION_TIMEOUT_MS": "4000",
+    "PHOIHOP_NOTIFY_CONSUMER_SESSION_TIMEOUT_MS": "4000",
+    "PHOIHOP_AUDIT_CONSUMER_SESSION_TIMEOUT_MS": "4000",
+    "PHOIHOP_ROUTING_BROKER_SESSION_TIMEOUT": "4",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Shorter consumer sessions for the whole run (see TEST_SESSION_ENV)."""
+    for name, value in TEST_SESSION_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def _pg_admin_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

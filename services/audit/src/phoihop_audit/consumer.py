@@ -17,6 +17,7 @@ from phoihop_common.consumer import ConsumerKit, Raw, Reject
 from phoihop_common.kafka import producer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.pii import PiiCipher
+from phoihop_common.shutdown import bounded
 from phoihop_schemas.codec import DecodeError, decode
 from phoihop_schemas.topics import CANONICAL
 
@@ -71,7 +72,7 @@ class AuditConsumer:
     async def stop(self) -> None:
         """Disconnect (uncommitted records are redelivered to whoever takes over)."""
         await self.kit.stop()
-        await self.producer.stop()
+        await bounded("producer", self.producer.stop(), seconds=5.0)
 
     async def run(self) -> None:
         """Consume until cancelled."""

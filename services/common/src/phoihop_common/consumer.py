@@ -33,6 +33,7 @@ from phoihop_common.dlq import dead_letter
 from phoihop_common.kafka import KafkaSettings, consumer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import ServiceMetrics, record_consumer_lag
+from phoihop_common.shutdown import bounded
 
 log = get_logger(__name__)
 
@@ -181,8 +182,7 @@ class ConsumerKit:
         """Leave the group (uncommitted records go to whoever takes over)."""
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(consumer.stop(), 10.0)
+            await bounded(f"{self.name}_consumer", consumer.stop(), seconds=10.0)
 
     async def run(self) -> None:
         """Consume until cancelled (starting first if needed)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from phoihop_common.http import Readiness, readiness
 from phoihop_common.kafka import ensure_topics, producer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.pii import load_pii_cipher
+from phoihop_common.shutdown import bounded, cancel_all
 from phoihop_notify import store
 from phoihop_notify.channels import Channel, EmailChannel, WebhookChannel
 from phoihop_notify.config import load_subscriptions
@@ -139,18 +139,13 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop loops, leave the group, flush the producer, close connections."""
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        with contextlib.suppress(Exception):
-            await self.consumer.stop()
-        with contextlib.suppress(Exception):
-            await self.producer.stop()
+        # Each step is bounded, so a stop ends within ~25 s whatever the broker or a peer does.
+        await cancel_all("loops", self.tasks, seconds=8.0)
+        await bounded("consumer", self.consumer.stop(), seconds=10.0)
+        await bounded("producer", self.producer.stop(), seconds=5.0)
         webhook = self.channels.get("webhook")
         if isinstance(webhook, WebhookChannel):
-            await webhook.close()
+            await bounded("webhook_client", webhook.close(), seconds=2.0)
         self.engine.dispose()
 
 
