@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from phoihop_common.kafka import ensure_topics, producer_kwargs
 from phoihop_common.logs import get_logger
 from phoihop_common.metrics import ServiceMetrics
+from phoihop_common.shutdown import bounded
 from phoihop_ingest.exceptions import BrokerUnavailableError
 from phoihop_ingest.settings import IngestSettings
 from phoihop_schemas.codec import Record
@@ -98,6 +99,5 @@ class Publisher:
         """Flush and stop."""
         if self.producer is not None:
             # Bounded: with the broker gone, a flush would wait for the request timeout.
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(self.producer.stop(), self.settings.produce_timeout)
+            await bounded("producer", self.producer.stop(), seconds=self.settings.produce_timeout)
             self.producer = None

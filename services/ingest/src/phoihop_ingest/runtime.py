@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -14,6 +13,7 @@ from phoihop_common.db import make_engine
 from phoihop_common.http import Readiness, readiness
 from phoihop_common.logs import get_logger
 from phoihop_common.pii import PiiCipher, load_pii_cipher
+from phoihop_common.shutdown import cancel_all
 from phoihop_ingest.audit_client import AuditClient
 from phoihop_ingest.auth import KeyIndex
 from phoihop_ingest.consumer import InboundConsumer
@@ -117,11 +117,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Cancel tasks, flush the producer, close clients."""
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all("loops", self.tasks, seconds=8.0)
         await self.publisher.close()
         await self.audit.close()
         self.engine.dispose()
