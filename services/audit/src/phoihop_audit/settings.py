@@ -35,6 +35,9 @@ class AuditSettings(BaseSettings, KafkaSettings, ConsumerPolicy, PiiSettings, Pr
     # one trail transaction and one commit for what arrives within 50 ms (issue 13: halves
     # audit's CPU per recommendation at 50/s); the trail is not on the webhook's path
     consumer_linger_ms: int = 50
+    # aiokafka's own default, not the bus's 50 ms: audit reads every topic, so each empty
+    # fetch costs the broker most; on Tansu a held fetch answers ~wait/10 after data arrives
+    kafka_fetch_max_wait_ms: int = 500
     # `GET /v1/audit/verify?full=true` (supervisor key) re-hashes the whole log: one at a
     # time, at most this many per minute in this process, else 429
     full_verify_per_minute: int = Field(default=6, ge=1)

@@ -29,6 +29,9 @@ class KafkaSettings(BaseModel):
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     kafka_fetch_max_wait_ms: int = 50  # aiokafka's 500 ms default adds latency at low rates
+    kafka_fetch_min_bytes: int = 1
+    # a produce request carries what was sent within this time (Tansu's cost is per request)
+    kafka_producer_linger_ms: int = 5
     kafka_topic_partitions: int = 4
     kafka_topic_replication: int = 1
 
@@ -62,12 +65,19 @@ def client_kwargs(s: KafkaSettings) -> dict[str, Any]:
 
 def consumer_kwargs(s: KafkaSettings) -> dict[str, Any]:
     """Consumer settings: client settings plus a short fetch wait."""
-    return client_kwargs(s) | {"fetch_max_wait_ms": s.kafka_fetch_max_wait_ms}
+    return client_kwargs(s) | {
+        "fetch_max_wait_ms": s.kafka_fetch_max_wait_ms,
+        "fetch_min_bytes": s.kafka_fetch_min_bytes,
+    }
 
 
 def producer_kwargs(s: KafkaSettings) -> dict[str, Any]:
     """Producer settings: acks=all, no idempotence (Tansu lacks InitProducerId)."""
-    return client_kwargs(s) | {"acks": "all", "enable_idempotence": False, "linger_ms": 2}
+    return client_kwargs(s) | {
+        "acks": "all",
+        "enable_idempotence": False,
+        "linger_ms": s.kafka_producer_linger_ms,
+    }
 
 
 async def ensure_topics(

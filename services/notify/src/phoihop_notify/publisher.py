@@ -26,11 +26,17 @@ class OutcomePublisher:
     """Drains `notify_outbox`; an outcome's id is deterministic, so a re-send is a duplicate."""
 
     def __init__(
-        self, *, engine: Engine, producer: AIOKafkaProducer, metrics: NotifyMetrics
+        self,
+        *,
+        engine: Engine,
+        producer: AIOKafkaProducer,
+        metrics: NotifyMetrics,
+        linger: float = 0.0,
     ) -> None:
         self.engine = engine
         self.producer = producer
         self.metrics = metrics
+        self.linger = linger
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -60,6 +66,9 @@ class OutcomePublisher:
             if sent < limit:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    # Woken by a first outcome: let the outcomes of the same moment join it,
+                    # so that one query, one produce and one update serve them all.
+                    await asyncio.sleep(self.linger)
 
     async def publish_once(self, limit: int = PUBLISH_BATCH) -> int:
         """Send one batch and mark it published once the broker acknowledged it."""

@@ -83,7 +83,9 @@ class Runtime:
         all_channels.update(channels or {})
         producer = AIOKafkaProducer(**producer_kwargs(settings))
         await producer.start()
-        publisher = OutcomePublisher(engine=engine, producer=producer, metrics=metrics)
+        publisher = OutcomePublisher(
+            engine=engine, producer=producer, metrics=metrics, linger=settings.outcome_linger
+        )
         dispatcher = Dispatcher(
             settings=settings,
             engine=engine,

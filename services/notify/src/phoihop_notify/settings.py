@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from phoihop_common.config import default_config_dir
@@ -54,6 +54,9 @@ class NotifySettings(BaseSettings, KafkaSettings, ConsumerPolicy, PiiSettings, P
     # Seconds between looks for retries that became due (new deliveries wake it at once).
     dispatch_interval: float = 0.5
     dispatch_batch: int = 500  # deliveries claimed per database round trip, at most
+    # Seconds the outcome publisher lets outcomes gather once woken: outcome events are
+    # off the path to the agency (the webhook has gone), so batching them costs no one.
+    outcome_linger: float = Field(default=0.2, ge=0)
     dispatch_concurrency: int = 64  # attempts in flight, all endpoints together
     endpoint_concurrency: int = 16  # attempts in flight to one endpoint (its connections)
     webhook_client: Literal["auto", "aiohttp", "httpx"] = "auto"  # auto: aiohttp if installed

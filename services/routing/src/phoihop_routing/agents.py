@@ -20,7 +20,7 @@ R. `stage_responses.ResponsesStage` (INBOUND_RESPONSES, any partition, no state)
 Deadlines: `stage_deadlines.DeadlineScan` indexes the local cases' next deadlines and its
 `scan_due` (a faust timer) sends `tick` commands to ROUTING_TIMERS for stage 3.
 
-Batches: every agent reads `stream.take_events(batch_max, within=batch_within)`; table
+Batches: every agent reads `stream.take_ready(batch_max, batch_within)` (`streams`); table
 writes name the partition of the record that caused them (`tables.PartitionedTable`),
 since faust would otherwise log them to the partition of the batch's last event.
 

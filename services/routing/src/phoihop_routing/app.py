@@ -33,7 +33,7 @@ import asyncio
 import importlib.util
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.exceptions import ConsumerNotStarted
@@ -62,6 +62,7 @@ from phoihop_routing.escalation import Ladder, Superiors
 from phoihop_routing.exceptions import RoutingError
 from phoihop_routing.lifecycle import Policy
 from phoihop_routing.settings import Settings
+from phoihop_routing.streams import RoutingStream
 from phoihop_routing.tables import SignatureCodec, partitioned_table, store_url
 from phoihop_schemas.topics import (
     CANONICAL,
@@ -216,8 +217,11 @@ def create_app(
     clock: Any = None,
 ) -> Routing:
     """Build the routing worker (nothing runs until the faust worker starts it)."""
-    _use_routing_consumer()
     settings = settings or Settings()
+    _use_routing_consumer(
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_min_bytes=settings.kafka_fetch_min_bytes,
+    )
     reference = reference or load_reference(settings.resolved_config_dir())
     classifier = classifier or Classifier.from_config(
         reference=reference, rules_path=settings.rules_path
@@ -278,6 +282,7 @@ def _faust_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.kafka_topic_replication,
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
+        producer_linger=settings.kafka_producer_linger_ms / 1000,
         # table keys and values are JSON (faust's default); every topic is declared raw
         key_serializer="json",
         value_serializer="json",
@@ -286,6 +291,7 @@ def _faust_app(settings: Settings) -> faust.App:
         web_host=settings.host,
         web_port=settings.port,
         autodiscover=False,
+        Stream=RoutingStream,
     )
 
 
@@ -336,7 +342,7 @@ def _install_agents(
     @app.agent(topics.received, name=AGENT_NAMES[STAGE_RECEIVED])
     async def received_agent(stream: Any) -> Any:
         try:
-            async for events in stream.take_events(batch_max, within=within):
+            async for events in stream.take_ready(batch_max, within):
                 for event in events:
                     await pipeline.on_received(Incoming.of(event.message))
                     await asyncio.sleep(0)  # CPU-bound: let the other stages run in between
@@ -348,7 +354,7 @@ def _install_agents(
     @app.agent(topics.dedup, name=AGENT_NAMES[STAGE_DEDUP])
     async def dedup_agent(stream: Any) -> Any:
         try:
-            async for events in stream.take_events(batch_max, within=within):
+            async for events in stream.take_ready(batch_max, within):
                 if pipeline.bucket_generation != generation():
                     pipeline.rebuild_buckets(generation=generation())
                 for event in events:
@@ -366,7 +372,7 @@ def _install_agents(
 
         async def body(stream: Any) -> Any:
             try:
-                async for events in stream.take_events(batch_max, within=within):
+                async for events in stream.take_ready(batch_max, within):
                     await handle([Incoming.of(e.message) for e in events])
                     yield len(events)
             except Exception as exc:
@@ -426,21 +432,20 @@ def _install_pages(routing: Routing, metrics: Any) -> None:
         return self.bytes(bytes(prom.body), headers={"Content-Type": str(prom.media_type)})
 
 
-FETCH_MAX_WAIT_MS = 50
-
-
 class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's worker consumer with a short fetch wait.
 
     faust hard-codes `fetch_max_wait_ms=1500`; a broker that holds an empty fetch for the
     full wait (Tansu does) then adds up to 1.5 s per hop, and routing has several hops
-    (received → dedup → commands; responses → commands). aiokafka reads the value when
-    the consumer starts.
+    (received → dedup → commands; responses → commands). The wait is the service's
+    `kafka_fetch_max_wait_ms`; aiokafka reads it when the consumer starts.
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        owner = cast(_RoutingConsumer, self.consumer)
+        consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms
+        consumer._fetch_min_bytes = owner.fetch_min_bytes
         return consumer
 
 
@@ -460,6 +465,9 @@ class _RoutingConsumer(faust_aiokafka.Consumer):
     (`consumer_auto_offset_reset` earliest), so what was dropped is fetched again.
     Delivery stays at least once: a record processed just before the seek comes again.
     """
+
+    fetch_max_wait_ms: int = KafkaSettings().kafka_fetch_max_wait_ms
+    fetch_min_bytes: int = KafkaSettings().kafka_fetch_min_bytes
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -481,7 +489,9 @@ class _RoutingConsumer(faust_aiokafka.Consumer):
         return committed
 
 
-def _use_routing_consumer() -> None:
+def _use_routing_consumer(*, fetch_max_wait_ms: int, fetch_min_bytes: int) -> None:
+    _RoutingConsumer.fetch_max_wait_ms = fetch_max_wait_ms
+    _RoutingConsumer.fetch_min_bytes = fetch_min_bytes
     faust_aiokafka.Transport.Consumer = _RoutingConsumer
 
 

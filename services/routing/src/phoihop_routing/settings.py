@@ -35,10 +35,11 @@ class Settings(BaseSettings, KafkaSettings, ProductionSettings):
     config_dir: Path | None = None
     rules_path: Path | None = None
     broker_session_timeout: float = 10.0
-    # each agent takes up to `batch_max` records, waiting at most `batch_within` seconds
-    # for more: one wait for the broker's acks per batch instead of per record
+    # each agent sleeps until a record arrives, then takes up to `batch_max` records,
+    # waiting at most `batch_within` seconds for more: one wait for the broker's acks per
+    # batch instead of per record (`streams.RoutingStream.take_ready`)
     batch_max: int = Field(default=500, ge=1)
-    batch_within: float = Field(default=0.01, gt=0)
+    batch_within: float = Field(default=0.01, ge=0)
     log_level: str = "INFO"
 
     reads_api_keys: ClassVar[bool] = False  # no agency calls routing

@@ -1,7 +1,7 @@
 """Faust tables written with an explicit changelog partition, and the bucket-member codec.
 
 Faust sends a table write to the changelog partition of the event being processed
-(`current_event()`). The agents process records in batches (`stream.take_events`), where
+(`current_event()`). The agents process records in batches (`RoutingStream.take_ready`), where
 the "current" event is the last of the batch and may come from another partition, so every
 write names the partition of the record that caused it (`PartitionedTable.put` /
 `remove`): the changelog partition always equals the source partition, which is what
