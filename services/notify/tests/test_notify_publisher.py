@@ -17,7 +17,7 @@ from phoihop_common.kafka import KafkaSettings, client_kwargs, producer_kwargs
 from phoihop_notify import store
 from phoihop_notify.metrics import notify_metrics
 from phoihop_notify.models import outbox
-from phoihop_notify.publisher import OutcomePublisher
+from phoihop_notify.publisher import PUBLISH_BATCH, OutcomePublisher
 from phoihop_schemas.codec import decode
 from phoihop_schemas.events import NotificationOutcome
 from phoihop_schemas.topics import CANONICAL
@@ -31,7 +31,7 @@ class CountingPublisher(OutcomePublisher):
 
     rounds: list[int]
 
-    async def publish_once(self, limit: int = 500) -> int:
+    async def publish_once(self, limit: int = PUBLISH_BATCH) -> int:
         sent = await super().publish_once(limit=limit)
         if sent:
             self.rounds.append(sent)

@@ -29,7 +29,6 @@ class RoutingStream(faust.Stream[Any]):
         reading: asyncio.Future[None] | None = None
 
         async def collect(value: Any) -> Any:
-            nonlocal reading
             if reading is not None:  # the agent is handling a batch: wait for it
                 await reading
             event = self.current_event
