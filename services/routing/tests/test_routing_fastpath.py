@@ -4,10 +4,13 @@
 - `find_duplicate` (similarity bound) and `DuplicateIndex.find` (inverted index) equal a
   comparison with every open case, on generated recommendations of one commune with
   near-duplicates, re-typed copies without diacritics and closed cases.
+- `rank_candidates` and `DuplicateIndex.rank` (merges, then suggestions) equal ranking
+  every open case, on every kind and field, in a commune and in a province-wide bucket.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -17,14 +20,19 @@ from bench.texts import generate
 from phoihop_common.text import fold
 from phoihop_routing.classify import Classifier
 from phoihop_routing.duplicates import (
+    SUGGEST,
+    SUGGEST_OTHER_FIELD,
+    SUGGESTIONS,
     THRESHOLD,
     THRESHOLD_OTHER_FIELD,
     CaseSignature,
     DuplicateIndex,
     compare,
     find_duplicate,
+    rank_candidates,
     signature,
 )
+from phoihop_routing.duplicates.search import _ranked
 from phoihop_routing.textmatch import MatchText, fold_text
 from phoihop_schemas.events import Kind
 
@@ -159,3 +167,88 @@ def test_index_replaces_in_place_and_removes(signatures: list[CaseSignature]) ->
     assert index.remove("R1")
     assert not index.remove("R1")
     assert list(index) == ["R0", "R2"]
+
+
+def _mixed(classifier: Classifier, *, bucket: str | None) -> list[CaseSignature]:
+    """Generated texts of every template (kinds, fields) and their variants, one commune."""
+    kinds = {g.body["text"]: Kind(g.body["kind"]) for g in generate(160, seed=11)}
+    out = []
+    for i, text in enumerate(_texts(160, seed=11)):
+        kind = kinds.get(text, Kind.KIEN_NGHI if i % 3 else Kind.PHAN_ANH)
+        c = classifier.classify(text=text, kind=kind, locality=LOCALITY)
+        sig = signature(recommendation_id=f"M{i}", text=text, locality=LOCALITY, classification=c)
+        if bucket is not None:
+            sig = dataclasses.replace(sig, bucket=bucket)
+        out.append(sig)
+    return out
+
+
+@pytest.mark.parametrize("bucket", [None, "province"])
+def test_rank_and_index_rank_equal_ranking_every_case(
+    classifier: Classifier, bucket: str | None
+) -> None:
+    """Engine-like flow; the reference ranks every open case with no bound at all."""
+    signatures = _mixed(classifier, bucket=bucket)
+    rng = random.Random(3)
+    open_cases: list[CaseSignature] = []
+    index = DuplicateIndex()
+    suggested = merged = compared = scanned = 0
+    bars = (THRESHOLD, THRESHOLD_OTHER_FIELD, SUGGEST, SUGGEST_OTHER_FIELD)
+    for sig in signatures:
+        expected = _ranked(
+            candidate=sig, cases=open_cases, limit=SUGGESTIONS, dismissed=(), bars=bars
+        )
+        assert rank_candidates(sig, open_cases) == expected
+        assert index.rank(candidate=sig) == expected
+        merged += bool(expected) and expected[0].verdict == "merge"
+        suggested += bool(expected) and expected[0].verdict == "suggest"
+        compared += len(list(index._plausible(sig, min(bars) - 1e-3)))
+        scanned += len(open_cases)
+        if not expected or expected[0].verdict != "merge":
+            open_cases.append(sig)
+            index.add(sig)
+        if open_cases and rng.random() < 0.1:
+            index.remove(open_cases.pop(rng.randrange(len(open_cases))).recommendation_id)
+    assert merged > 5  # both verdicts are exercised
+    assert suggested > 5
+    # the index skips most cases (vetoed for sure, or under the suggestion bar)
+    assert compared * 2 < scanned
+
+
+@pytest.mark.parametrize(
+    "names_b",
+    [
+        pytest.param(("bridge:khe can",), id="shared-strong-identifier"),
+        pytest.param((), id="name-that-is-the-other's-identifier"),
+    ],
+)
+def test_a_shared_strong_object_lifts_the_weak_veto_in_the_index(
+    names_b: tuple[str, ...],
+) -> None:
+    """Other hamlets, one bridge: `compare` does not veto, so the index must compare."""
+    common = {
+        "locality": LOCALITY,
+        "bucket": f"local:{LOCALITY}",
+        "kind": "kien_nghi",
+        "category": "GIAO_THONG",
+        "level": "xa",
+        "words": ("cau", "sap", "lan", "can", "hoc", "sinh"),
+        "concepts": ("cau",),
+    }
+    a = CaseSignature(recommendation_id="a", identifiers=("hamlet:3", "bridge:khe can"), **common)
+    b = CaseSignature(
+        recommendation_id="b",
+        identifiers=("hamlet:5", *names_b),
+        names=() if names_b else ("khe can",),
+        **common,
+    )
+    assert not compare(b, a).vetoed
+    bars = (THRESHOLD, THRESHOLD_OTHER_FIELD, SUGGEST, SUGGEST_OTHER_FIELD)
+    expected = _ranked(candidate=b, cases=[a], limit=SUGGESTIONS, dismissed=(), bars=bars)
+    assert expected
+    assert DuplicateIndex([a]).rank(candidate=b) == expected
+    assert rank_candidates(b, [a]) == expected
+    # and without the bridge, the hamlets veto: the index skips the case
+    lone = dataclasses.replace(b, identifiers=("hamlet:5",), names=())
+    assert compare(lone, a).vetoed
+    assert list(DuplicateIndex([a])._plausible(lone, min(bars))) == []

@@ -125,7 +125,6 @@ from phoihop_routing.duplicates.signatures import _numbers as _numbers
 from phoihop_routing.duplicates.signatures import _pair_ok as _pair_ok
 from phoihop_routing.duplicates.similarity import _VETOED as _VETOED
 from phoihop_routing.duplicates.similarity import (
-    DIFFERENT_CONCERN_WORDS,
     OTHER_FIELD_AND_LEVEL,
     OTHER_OBJECTS,
     OTHER_SECTION,
@@ -151,6 +150,7 @@ from phoihop_routing.duplicates.stats import _BOUND_MARGIN as _BOUND_MARGIN
 from phoihop_routing.duplicates.stats import _MAX_BONUS as _MAX_BONUS
 from phoihop_routing.duplicates.stats import _MAX_CONCEPTS as _MAX_CONCEPTS
 from phoihop_routing.duplicates.stats import _STATS_ATTR as _STATS_ATTR
+from phoihop_routing.duplicates.stats import DIFFERENT_CONCERN_WORDS
 from phoihop_routing.duplicates.stats import _bonus_keys as _bonus_keys
 from phoihop_routing.duplicates.stats import _by_type as _by_type
 from phoihop_routing.duplicates.stats import _index_keys as _index_keys

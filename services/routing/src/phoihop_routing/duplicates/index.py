@@ -18,18 +18,26 @@ from phoihop_routing.duplicates.search import (
     _ranked,
 )
 from phoihop_routing.duplicates.signatures import CaseSignature
-from phoihop_routing.duplicates.stats import _BOUND_MARGIN, _index_keys, _Probe, _Stats, _stats
+from phoihop_routing.duplicates.stats import (
+    _BOUND_MARGIN,
+    CONCEPT_KEY,
+    _index_keys,
+    _Probe,
+    _Stats,
+    _stats,
+)
 
 
 class DuplicateIndex:
     """The open cases of one bucket, indexed so that `find` compares only plausible ones.
 
     `find(candidate=...)` returns exactly what `find_duplicate(candidate=...,
-    open_cases=list(index.values()))` returns: an inverted index (content word or
-    identifier / name -> cases) counts the words each case shares with the candidate, and
-    a case whose similarity bound (`_Probe.bound`) stays under the bar is not compared. A
-    case sharing nothing with the candidate is never looked at. Memory: one list entry
-    per content word and identifier of each case, plus the signatures themselves.
+    open_cases=list(index.values()))` returns: an inverted index (content word, bonus key
+    or concept -> cases) counts the words each case shares with the candidate, and a case
+    whose similarity bound (`_Probe.bound_from`) stays under the bar, or that `compare`
+    would veto for sure, is not compared. A case sharing nothing with the candidate is
+    only looked at when pairs alone could still reach the bar. Memory: one list entry
+    per content word, bonus key and concept of each case, plus the signatures themselves.
     Iteration order is insertion order; re-adding a present id replaces it in place
     (like a dict).
     """
@@ -39,6 +47,7 @@ class DuplicateIndex:
         self._entries: dict[int, tuple[CaseSignature, _Stats]] = {}
         self._postings: dict[str, list[int]] = {}
         self._unsafe: set[int] = set()  # cases the bound does not apply to: always compared
+        self._no_concepts: set[int] = set()  # safe cases without concepts (`_plausible`)
         self._next = 0
         self._posted = 0
         self._stale = 0
@@ -76,9 +85,13 @@ class DuplicateIndex:
             self._unsafe.add(serial)
         else:
             self._unsafe.discard(serial)
+        if stats.concept_set:
+            self._no_concepts.discard(serial)
+        else:
+            self._no_concepts.add(serial)
         for key in (*set(case.words), *_index_keys(stats)):
             self._postings.setdefault(key, []).append(serial)
-        self._posted += stats.n_words + len(stats.keys) + len(stats.kinds)
+        self._posted += _posting_count(stats)
 
     def remove(self, recommendation_id: str) -> bool:
         """Remove an open case (its index entries are dropped lazily); False if absent."""
@@ -87,7 +100,8 @@ class DuplicateIndex:
             return False
         _, stats = self._entries.pop(serial)
         self._unsafe.discard(serial)
-        self._stale += stats.n_words + len(stats.keys) + len(stats.kinds)
+        self._no_concepts.discard(serial)
+        self._stale += _posting_count(stats)
         if self._stale > 1024 and self._stale * 2 > self._posted:
             self._compact()
         return True
@@ -134,17 +148,25 @@ class DuplicateIndex:
     def _plausible(self, candidate: CaseSignature, cut: float) -> Iterable[CaseSignature]:
         """The cases whose similarity to `candidate` may reach `cut`, in insertion order."""
         probe = _Probe(candidate)
-        if not probe.safe or probe.unseen_bound() >= cut:
+        if not probe.safe:
             return self.values()
         postings = self._postings
         shared = Counter(chain.from_iterable(postings.get(w, ()) for w in probe.words))
-        keyed = set(chain.from_iterable(postings.get(k, ()) for k in probe.keys))
-        # no shared key and an identifier type in common: vetoed (see `_Probe.bound_from`)
-        vetoed = set(chain.from_iterable(postings.get("#k" + k, ()) for k in probe.kinds))
-        vetoed -= keyed
+        keys: dict[int, list[str]] = {}
+        for key in probe.keys:
+            for serial in postings.get(key, ()):
+                keys.setdefault(serial, []).append(key)
+        concepts = set(
+            chain.from_iterable(postings.get(CONCEPT_KEY + c, ()) for c in probe.concepts)
+        )
+        pool = shared.keys() | keys.keys() | concepts | self._unsafe
+        if probe.unseen_bound() >= cut:
+            # a case sharing nothing may still reach the cut: all of those without concepts,
+            # and, when the candidate has none either, every case
+            pool |= set(self._entries) if not probe.concepts else self._no_concepts
         entries = self._entries
         survivors: list[int] = []
-        for serial in (shared.keys() - vetoed) | keyed | self._unsafe:
+        for serial in pool:
             entry = entries.get(serial)
             if entry is None:
                 continue  # removed
@@ -153,7 +175,13 @@ class DuplicateIndex:
                 survivors.append(serial)
                 continue
             overlap = min(shared.get(serial, 0), stats.n_words, len(probe.words))
-            if probe.bound_from(stats, overlap=overlap, keyed=serial in keyed) >= cut:
+            bound = probe.bound_from(
+                stats,
+                overlap=overlap,
+                shared_keys=keys.get(serial, ()),
+                shared_concepts=serial in concepts,
+            )
+            if bound >= cut:
                 survivors.append(serial)
         survivors.sort()
         return [entries[s][0] for s in survivors]
@@ -164,5 +192,10 @@ class DuplicateIndex:
         for serial, (case, stats) in self._entries.items():
             for key in (*set(case.words), *_index_keys(stats)):
                 postings.setdefault(key, []).append(serial)
-            posted += stats.n_words + len(stats.keys) + len(stats.kinds)
+            posted += _posting_count(stats)
         self._postings, self._posted, self._stale = postings, posted, 0
+
+
+def _posting_count(stats: _Stats) -> int:
+    """Index entries of one case: its content words, bonus keys and concepts."""
+    return stats.n_words + len(stats.keys) + len(stats.concept_set)

@@ -15,7 +15,7 @@ from phoihop_routing.duplicates.signatures import (
     VERSION,
     CaseSignature,
 )
-from phoihop_routing.duplicates.stats import _Stats, _stats
+from phoihop_routing.duplicates.stats import DIFFERENT_CONCERN_WORDS, _Stats, _stats
 from phoihop_routing.exceptions import RoutingError
 from phoihop_schemas.events import Decision, Kind
 
@@ -23,9 +23,6 @@ from phoihop_schemas.events import Decision, Kind
 WEAK_OBJECT = 0.05
 
 WEAK_OBJECT_SAME_CONCERN = 0.1
-
-# without a field rule in common, only this much shared wording still counts as one concern
-DIFFERENT_CONCERN_WORDS = 0.4
 
 # similarity factor when each text names its own object and they share no name
 OTHER_OBJECTS = 0.6

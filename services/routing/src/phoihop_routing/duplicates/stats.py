@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from phoihop_routing.duplicates.objects import _CLASS_TYPES, _WEAK_TYPES
@@ -27,8 +27,18 @@ _STATS_ATTR = "_dup_stats"
 
 
 def _index_keys(stats: _Stats) -> tuple[str, ...]:
-    """Non-word keys of a case in a `DuplicateIndex`: bonus keys and identifier types."""
-    return (*stats.keys, *("#k" + k for k in stats.kinds))
+    """Non-word keys of a case in a `DuplicateIndex`: bonus keys and concepts ("#o")."""
+    return (*stats.keys, *(CONCEPT_KEY + c for c in stats.concept_set))
+
+
+# index key prefix of a concept (`DuplicateIndex`): a case sharing none with a candidate
+# gets nothing from concepts, and when both have some it is vetoed unless much wording is
+# shared (`DIFFERENT_CONCERN_WORDS`)
+CONCEPT_KEY = "#o"
+
+# without a field rule in common, only this much shared wording still counts as one concern
+# (a veto of `similarity.compare`, which the bound mirrors)
+DIFFERENT_CONCERN_WORDS = 0.4
 
 
 def _bonus_keys(sig: CaseSignature) -> tuple[str, ...]:
@@ -124,8 +134,11 @@ class _Probe:
     + 0.4 (bonus, only with a shared identifier or name key). With `o` shared content
     words, the shared pairs are at most the candidate's pairs without a content word plus
     the pairs of its `o` most paired content words (a shared pair's content words are
-    shared words). Two cases sharing no identifier but naming objects of the same type
-    never merge.
+    shared words). Concepts add nothing unless both cases have one in common, and two cases
+    with concepts but none in common are vetoed under `DIFFERENT_CONCERN_WORDS` of shared
+    wording. An identifier type both name vetoes the comparison unless a shared key could
+    lift the veto (`kind_vetoed`). Each rule mirrors a veto or a term of `compare`, so a
+    skipped case is one `compare` would have vetoed or left under the bar.
     """
 
     def __init__(self, candidate: CaseSignature) -> None:
@@ -138,6 +151,8 @@ class _Probe:
         if candidate.bucket in CROSS_COMMUNE_BUCKETS:
             kinds -= _WEAK_TYPES
         self.kinds = kinds
+        self.by_type = stats.by_type
+        self.concepts = stats.concept_set
         self.safe = stats.safe
         self.n_words = stats.n_words
         self.n_pairs = stats.n_pairs
@@ -159,30 +174,80 @@ class _Probe:
         if not stats.safe:
             return math.inf
         overlap = len(self.words.intersection(case.words))
-        keyed = not self.keys.isdisjoint(stats.keys)
-        return self.bound_from(stats, overlap=overlap, keyed=keyed)
+        return self.bound_from(
+            stats,
+            overlap=overlap,
+            shared_keys=self.keys.intersection(stats.keys),
+            shared_concepts=not self.concepts.isdisjoint(stats.concept_set),
+        )
 
-    def bound_from(self, stats: _Stats, *, overlap: int, keyed: bool) -> float:
-        """Upper bound given the number of shared content words and shared bonus keys.
+    def bound_from(
+        self,
+        stats: _Stats,
+        *,
+        overlap: int,
+        shared_keys: Collection[str],
+        shared_concepts: bool,
+    ) -> float:
+        """Upper bound given the shared content words (at least), bonus keys and concepts.
 
-        Without a shared key no identifier is shared, so an identifier type named by both
-        vetoes the merge (see `compare`): the bound is then -inf.
+        -inf when `compare` is certain to veto: an identifier type both name with no shared
+        key to lift it (`kind_vetoed`), or concepts on both sides, none shared, and less
+        shared wording than `DIFFERENT_CONCERN_WORDS`.
         """
-        if not keyed and not self.kinds.isdisjoint(stats.kinds):
+        if self.kind_vetoed(stats, shared_keys):
             return -math.inf
-        score = _MAX_CONCEPTS + (_MAX_BONUS if keyed else 0.0)
+        words = 0.0
         if overlap and self.n_words and stats.n_words:
-            score += 0.45 * overlap / math.sqrt(self.n_words * stats.n_words)
+            words = overlap / math.sqrt(self.n_words * stats.n_words)
+        other_concern = self.concepts and stats.concept_set and not shared_concepts
+        if other_concern and words < DIFFERENT_CONCERN_WORDS:
+            return -math.inf
+        score = (_MAX_CONCEPTS if shared_concepts else 0.0) + (_MAX_BONUS if shared_keys else 0.0)
+        score += 0.45 * words
         if self.n_pairs and stats.n_pairs:
             top = self.top_pairs[min(overlap, len(self.top_pairs) - 1)]
             pairs = min(self.n_pairs, stats.n_pairs, self.plain_pairs + top)
             score += 0.25 * pairs / math.sqrt(self.n_pairs * stats.n_pairs)
         return score
 
+    def kind_vetoed(self, stats: _Stats, shared_keys: Collection[str]) -> bool:
+        """True when `compare` vetoes for an identifier type both name, whatever else.
+
+        A type is spared only by a shared identifier of it ("#i") or a shared word of its
+        names ("#c": a name cut short), or, for a weak type (hamlet...), by anything that
+        may make a strong object shared ("#i"/"#c" of a strong type, "#v" a name that is
+        the other's identifier). An empty name is contained in any other: never vetoed.
+        """
+        common = self.kinds.intersection(stats.kinds)
+        if not common:
+            return False
+        spared: set[str] = set()
+        strong = False
+        for key in shared_keys:
+            tag = key[:2]
+            if tag == "#v":
+                strong = True
+            elif tag in ("#i", "#c"):
+                kind = key[2:].partition(":")[0]
+                spared.add(kind)
+                strong = strong or kind not in _WEAK_TYPES
+        if all(kind in spared or (strong and kind in _WEAK_TYPES) for kind in common):
+            return False
+        # an empty name is contained in any other name (of its type, strong or weak)
+        return not (_has_empty(self.by_type) or _has_empty(stats.by_type))
+
     def unseen_bound(self) -> float:
-        """Upper bound for a case sharing no content word and no bonus key."""
-        pairs = math.sqrt(self.plain_pairs / self.n_pairs) if self.n_pairs else 0.0
-        return _MAX_CONCEPTS + 0.25 * pairs
+        """Upper bound for a case sharing no content word, bonus key or concept.
+
+        Such a case is vetoed when both have concepts (`bound_from`); this bounds the
+        others: only pairs without a content word can still be shared.
+        """
+        return 0.25 * math.sqrt(self.plain_pairs / self.n_pairs) if self.n_pairs else 0.0
+
+
+def _has_empty(by_type: dict[str, set[str]]) -> bool:
+    return any("" in values for values in by_type.values())
 
 
 def _by_type(identifiers: Iterable[str]) -> dict[str, set[str]]:
