@@ -252,3 +252,19 @@ def test_a_shared_strong_object_lifts_the_weak_veto_in_the_index(
     lone = dataclasses.replace(b, identifiers=("hamlet:5",), names=())
     assert compare(lone, a).vetoed
     assert list(DuplicateIndex([a])._plausible(lone, min(bars))) == []
+
+
+def test_an_identifier_without_a_name_is_never_vetoed_by_the_index() -> None:
+    """An empty name is contained in any other (`compare` lifts the veto): never skipped."""
+    words = ("den", "chieu", "sang", "duong", "lien", "thon")
+    a = CaseSignature(
+        recommendation_id="a", locality=LOCALITY, words=words, identifiers=("hamlet:",)
+    )
+    b = CaseSignature(
+        recommendation_id="b", locality=LOCALITY, words=words, identifiers=("hamlet:5",)
+    )
+    assert not compare(b, a).vetoed
+    bars = (THRESHOLD, THRESHOLD_OTHER_FIELD, SUGGEST, SUGGEST_OTHER_FIELD)
+    expected = _ranked(candidate=b, cases=[a], limit=SUGGESTIONS, dismissed=(), bars=bars)
+    assert expected
+    assert DuplicateIndex([a]).rank(candidate=b) == expected

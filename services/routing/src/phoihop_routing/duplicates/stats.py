@@ -85,6 +85,7 @@ class _Stats:
     by_value: dict[str, tuple[str, ...]] = field(default_factory=dict)
     names_object: bool = False
     values: frozenset[str] = frozenset()
+    empty_name: bool = False  # an identifier with no name (contained in any other name)
 
 
 def _stats(sig: CaseSignature) -> _Stats:
@@ -96,7 +97,9 @@ def _stats(sig: CaseSignature) -> _Stats:
         by_value: dict[str, list[str]] = {}
         for ident in sig.identifiers:
             by_value.setdefault(ident.partition(":")[2], []).append(ident)
+        by_type = _by_type(sig.identifiers)
         cached = _Stats(
+            empty_name=any("" in values for values in by_type.values()),
             word_set=words,
             pair_set=frozenset(pairs),
             concept_set=frozenset(sig.concepts),
@@ -105,7 +108,7 @@ def _stats(sig: CaseSignature) -> _Stats:
             name_set=frozenset(sig.names),
             multi_names=frozenset(n for n in sig.names if " " in n),
             by_value={v: tuple(i) for v, i in by_value.items()},
-            by_type=_by_type(sig.identifiers),
+            by_type=by_type,
             names_object=_names_object(sig),
             values=frozenset(_values(sig)),
             n_words=len(words),
@@ -151,7 +154,7 @@ class _Probe:
         if candidate.bucket in CROSS_COMMUNE_BUCKETS:
             kinds -= _WEAK_TYPES
         self.kinds = kinds
-        self.by_type = stats.by_type
+        self.empty_name = stats.empty_name
         self.concepts = stats.concept_set
         self.safe = stats.safe
         self.n_words = stats.n_words
@@ -235,7 +238,7 @@ class _Probe:
         if all(kind in spared or (strong and kind in _WEAK_TYPES) for kind in common):
             return False
         # an empty name is contained in any other name (of its type, strong or weak)
-        return not (_has_empty(self.by_type) or _has_empty(stats.by_type))
+        return not (self.empty_name or stats.empty_name)
 
     def unseen_bound(self) -> float:
         """Upper bound for a case sharing no content word, bonus key or concept.
@@ -244,10 +247,6 @@ class _Probe:
         others: only pairs without a content word can still be shared.
         """
         return 0.25 * math.sqrt(self.plain_pairs / self.n_pairs) if self.n_pairs else 0.0
-
-
-def _has_empty(by_type: dict[str, set[str]]) -> bool:
-    return any("" in values for values in by_type.values())
 
 
 def _by_type(identifiers: Iterable[str]) -> dict[str, set[str]]:
