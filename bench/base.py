@@ -47,6 +47,7 @@ class BenchBase:
         self.database_url = database_url
         self.tmp = Path(tempfile.mkdtemp(prefix="phoihop-bench-"))
         self.broker: EmbeddedBroker | None = None
+        self.ceiling_topic: str | None = None  # the ceiling's records (`kafka_ceiling`)
         self.stack: Stack | None = None
         self.receiver: ReceiverProcess | None = None
         self.results: dict[str, Any] = {

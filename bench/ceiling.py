@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench import procs
+from bench import passthrough, procs
 from bench.base import BenchBase
 from bench.bus import SUBMITTER, copy_config, key
 from bench.config import ALONE_ROUNDS
@@ -34,12 +34,8 @@ class CeilingPhases(BenchBase):
         settings = KafkaSettings(kafka_bootstrap=self.broker.bootstrap)
         n = self.sizes.kafka_records
         topic = f"bench.ceiling.{uuid.uuid4().hex[:8]}"
-        admin = AIOKafkaAdminClient(**client_kwargs(settings))
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, settings.kafka_topic_partitions, 1)])
-        finally:
-            await admin.close()
+        await self._create_topic(topic)
+        self.ceiling_topic = topic
         records = [
             encode(
                 Received(
@@ -106,6 +102,21 @@ class CeilingPhases(BenchBase):
             "client_cpu_ms_per_record": round(1000 * client_cpu / n, 4),
             "broker_cpu_ms_per_record": round(1000 * broker_cpu / n, 4),
         }
+
+    async def faust_ceiling(self) -> dict[str, Any]:
+        """A bare faust passthrough agent over the ceiling's records, in its own process."""
+        assert self.broker is not None
+        assert self.ceiling_topic is not None
+        sink = f"{self.ceiling_topic}.out"
+        await self._create_topic(sink)
+        return await passthrough.measure(
+            bootstrap=self.broker.bootstrap,
+            source=self.ceiling_topic,
+            sink=sink,
+            records=self.sizes.kafka_records,
+            data_dir=self.tmp / "passthrough",
+            log=self.tmp / "passthrough.log",
+        )
 
     async def _consume_only(self, topic: str, n: int) -> tuple[float, float]:
         """Read the topic from the beginning without a group (no join): (start, end)."""

@@ -45,6 +45,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     add("ceiling: record bytes (avg)", kafka.get("record_bytes_avg"))
     add("ceiling: aiokafka client CPU ms/record", kafka.get("client_cpu_ms_per_record"))
     add("ceiling: broker CPU ms/record (aiokafka)", kafka.get("broker_cpu_ms_per_record"))
+    passthrough = r.get("ceiling", {}).get("faust", {})
+    add("ceiling: bare faust passthrough rec/s", passthrough.get("per_s"), k, "kafka")
+    add("ceiling: faust passthrough CPU ms/record", passthrough.get("cpu_ms_per_record"))
     add("ceiling: minimal FastAPI+aiokafka req/s", m, m, "minimal")
     for q in ("p50_ms", "p95_ms", "p99_ms"):
         add(f"ceiling: minimal endpoint {q}", http.get(q), http.get(q), "minimal " + q)

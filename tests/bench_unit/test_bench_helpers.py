@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from bench.generator import lag_reasons
+from bench.goals import per_record_shares
 from bench.ladder import KNEE_P99_MS, knee, step_figures, verdict
 from bench.profile import cpu_per_rec, records_per_rec, summarise_speedscope, topic_kind
+from phoihop_schemas.topics import CANONICAL, ROUTING_COMMANDS, ROUTING_DEDUP
 
 SITE = "/x/.venv/lib/python3.11/site-packages/"
 STDLIB = "/usr/lib/python3.11/"
@@ -132,3 +134,32 @@ def test_cpu_per_rec_totals_services_only() -> None:
                          "broker": {"cpu_s": 2.0}}}  # fmt: skip
     out = cpu_per_rec(cpu, 100, ("routing", "notify", "audit"))
     assert out == {"routing": 10.0, "notify": 5.0, "services_total": 15.0, "broker": 20.0}
+
+
+def test_per_record_shares_divide_each_service_by_the_records_it_consumes() -> None:
+    received, dedup, commands = (CANONICAL["received"].name, ROUTING_DEDUP.name,
+                                 ROUTING_COMMANDS.name)  # fmt: skip
+    assigned, outcome = CANONICAL["assigned"].name, CANONICAL["notification_outcome"].name
+    run = {
+        "cpu_ms_per_rec": {"routing": 6.0, "notify": 2.0, "audit": 3.0, "services_total": 11.0},
+        "broker_records": {
+            "by_topic": {received: 1.0, dedup: 1.0, commands: 1.0, assigned: 1.0, outcome: 1.0}
+        },
+    }
+    results = {
+        "ceiling": {
+            "faust": {"cpu_ms_per_record": 0.5},
+            "kafka": {"client_cpu_ms_per_record": 0.1},
+        },
+        "profile": {"rate_per_s": 50, "run": run},
+    }
+    shares = {name.split(" ")[0]: value for name, value, _ in per_record_shares(results, [])}
+    # routing reads received, dedup, commands: 6 ms / 3 records = 2 ms against 0.5 ms
+    assert shares["faust"] == 0.25
+    # notify reads the lifecycle events (received, assigned): 1 ms against 0.1 ms
+    assert shares["notify"] == 0.1
+    # audit reads every canonical topic (received, assigned, outcome): 1 ms against 0.1 ms
+    assert shares["audit"] == 0.1
+    # no passthrough ceiling in the run: not measured
+    del results["ceiling"]["faust"]
+    assert per_record_shares(results, [])[0][1] is None
