@@ -233,3 +233,22 @@ async def test_bucket_index_is_rebuilt_from_the_member_table(routing: Routing) -
     p.rebuild_buckets(generation=7)
     assert p.bucket_members(sig.bucket) == [sig]
     assert p.bucket_generation == 7
+
+
+async def test_each_app_fetches_with_its_own_settings(tmp_path: Path) -> None:
+    """Two routing apps in one process: each worker consumer waits and sizes as its app says."""
+    made = []
+    for name, wait, least in (("a", 77, 3), ("b", 500, 1)):
+        settings = Settings(
+            kafka_bootstrap="127.0.0.1:1",
+            data_dir=tmp_path / name,
+            kafka_fetch_max_wait_ms=wait,
+            kafka_fetch_min_bytes=least,
+        )
+        made.append(create_app(settings))
+    seen = []
+    for r in made:
+        consumer = r.app.consumer._thread._create_worker_consumer(r.app.transport)
+        seen.append((consumer._fetch_max_wait_ms, consumer._fetch_min_bytes))
+        await consumer.stop()
+    assert seen == [(77, 3), (500, 1)]

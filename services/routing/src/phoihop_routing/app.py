@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -218,15 +219,15 @@ def create_app(
 ) -> Routing:
     """Build the routing worker (nothing runs until the faust worker starts it)."""
     settings = settings or Settings()
-    _use_routing_consumer(
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        fetch_min_bytes=settings.kafka_fetch_min_bytes,
-    )
+    _use_routing_consumer()
     reference = reference or load_reference(settings.resolved_config_dir())
     classifier = classifier or Classifier.from_config(
         reference=reference, rules_path=settings.rules_path
     )
     app = _faust_app(settings)
+    _FETCH[app] = FetchSettings(
+        max_wait_ms=settings.kafka_fetch_max_wait_ms, min_bytes=settings.kafka_fetch_min_bytes
+    )
     web.install(app.web, metrics_token=settings.metrics_token)
     metrics = routing_metrics()
     topics = _Topics.declare(app)
@@ -438,14 +439,15 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     faust hard-codes `fetch_max_wait_ms=1500`; a broker that holds an empty fetch for the
     full wait (Tansu does) then adds up to 1.5 s per hop, and routing has several hops
     (received → dedup → commands; responses → commands). The wait is the service's
-    `kafka_fetch_max_wait_ms`; aiokafka reads it when the consumer starts.
+    `kafka_fetch_max_wait_ms`, the minimum `kafka_fetch_min_bytes`, those of the app the
+    consumer belongs to (`fetch_settings`); aiokafka reads them when the consumer starts.
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        owner = cast(_RoutingConsumer, self.consumer)
-        consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms
-        consumer._fetch_min_bytes = owner.fetch_min_bytes
+        fetch = fetch_settings(cast(faust.App, self.consumer.app))
+        consumer._fetch_max_wait_ms = fetch.max_wait_ms
+        consumer._fetch_min_bytes = fetch.min_bytes
         return consumer
 
 
@@ -465,9 +467,6 @@ class _RoutingConsumer(faust_aiokafka.Consumer):
     (`consumer_auto_offset_reset` earliest), so what was dropped is fetched again.
     Delivery stays at least once: a record processed just before the seek comes again.
     """
-
-    fetch_max_wait_ms: int = KafkaSettings().kafka_fetch_max_wait_ms
-    fetch_min_bytes: int = KafkaSettings().kafka_fetch_min_bytes
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -489,9 +488,30 @@ class _RoutingConsumer(faust_aiokafka.Consumer):
         return committed
 
 
-def _use_routing_consumer(*, fetch_max_wait_ms: int, fetch_min_bytes: int) -> None:
-    _RoutingConsumer.fetch_max_wait_ms = fetch_max_wait_ms
-    _RoutingConsumer.fetch_min_bytes = fetch_min_bytes
+@dataclass(frozen=True)
+class FetchSettings:
+    """How long a fetch of the routing consumer waits for data, and for how much."""
+
+    max_wait_ms: int
+    min_bytes: int
+
+
+# per app (two routing apps in one process, as in tests, keep their own)
+_FETCH: weakref.WeakKeyDictionary[faust.App, FetchSettings] = weakref.WeakKeyDictionary()
+
+
+def fetch_settings(app: faust.App) -> FetchSettings:
+    """The fetch settings of a routing app (the defaults for an app `create_app` did not make)."""
+    found = _FETCH.get(app)
+    if found is None:
+        defaults = KafkaSettings()
+        return FetchSettings(
+            max_wait_ms=defaults.kafka_fetch_max_wait_ms, min_bytes=defaults.kafka_fetch_min_bytes
+        )
+    return found
+
+
+def _use_routing_consumer() -> None:
     faust_aiokafka.Transport.Consumer = _RoutingConsumer
 
 
