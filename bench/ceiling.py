@@ -181,12 +181,11 @@ class CeilingPhases(BenchBase):
 
     async def _create_topic(self, topic: str) -> None:
         assert self.broker is not None
-        admin = AIOKafkaAdminClient(
-            **client_kwargs(KafkaSettings(kafka_bootstrap=self.broker.bootstrap))
-        )
+        settings = KafkaSettings(kafka_bootstrap=self.broker.bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(settings))
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(topic, 4, 1)])
+            await admin.create_topics([NewTopic(topic, settings.kafka_topic_partitions, 1)])
         finally:
             await admin.close()
 

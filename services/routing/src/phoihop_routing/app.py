@@ -225,9 +225,7 @@ def create_app(
         reference=reference, rules_path=settings.rules_path
     )
     app = _faust_app(settings)
-    _FETCH[app] = FetchSettings(
-        max_wait_ms=settings.kafka_fetch_max_wait_ms, min_bytes=settings.kafka_fetch_min_bytes
-    )
+    _KAFKA[app] = settings
     web.install(app.web, metrics_token=settings.metrics_token)
     metrics = routing_metrics()
     topics = _Topics.declare(app)
@@ -440,14 +438,14 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     full wait (Tansu does) then adds up to 1.5 s per hop, and routing has several hops
     (received → dedup → commands; responses → commands). The wait is the service's
     `kafka_fetch_max_wait_ms`, the minimum `kafka_fetch_min_bytes`, those of the app the
-    consumer belongs to (`fetch_settings`); aiokafka reads them when the consumer starts.
+    consumer belongs to (`kafka_settings`); aiokafka reads them when the consumer starts.
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        fetch = fetch_settings(cast(faust.App, self.consumer.app))
-        consumer._fetch_max_wait_ms = fetch.max_wait_ms
-        consumer._fetch_min_bytes = fetch.min_bytes
+        settings = kafka_settings(cast(faust.App, self.consumer.app))
+        consumer._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+        consumer._fetch_min_bytes = settings.kafka_fetch_min_bytes
         return consumer
 
 
@@ -488,27 +486,13 @@ class _RoutingConsumer(faust_aiokafka.Consumer):
         return committed
 
 
-@dataclass(frozen=True)
-class FetchSettings:
-    """How long a fetch of the routing consumer waits for data, and for how much."""
-
-    max_wait_ms: int
-    min_bytes: int
-
-
 # per app (two routing apps in one process, as in tests, keep their own)
-_FETCH: weakref.WeakKeyDictionary[faust.App, FetchSettings] = weakref.WeakKeyDictionary()
+_KAFKA: weakref.WeakKeyDictionary[faust.App, KafkaSettings] = weakref.WeakKeyDictionary()
 
 
-def fetch_settings(app: faust.App) -> FetchSettings:
-    """The fetch settings of a routing app (the defaults for an app `create_app` did not make)."""
-    found = _FETCH.get(app)
-    if found is None:
-        defaults = KafkaSettings()
-        return FetchSettings(
-            max_wait_ms=defaults.kafka_fetch_max_wait_ms, min_bytes=defaults.kafka_fetch_min_bytes
-        )
-    return found
+def kafka_settings(app: faust.App) -> KafkaSettings:
+    """The Kafka settings of a routing app (the defaults for an app `create_app` did not make)."""
+    return _KAFKA.get(app) or KafkaSettings()
 
 
 def _use_routing_consumer() -> None:
