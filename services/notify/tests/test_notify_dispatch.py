@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -127,6 +128,58 @@ async def test_many_deliveries_each_exactly_once_in_case_order(
     assert _in_case_order(receiver.arrived)
     for r in receiver.requests[:20]:
         Webhook(secret).verify(r.body, r.headers)
+
+
+def _count_recorded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the batches the dispatcher records (the real `record_attempts` does it)."""
+    sizes: list[int] = []
+    real = store.record_attempts
+
+    def counting(engine: Any, *, attempts: Any) -> store.Recorded:
+        sizes.append(len(attempts))
+        return real(engine, attempts=attempts)
+
+    monkeypatch.setattr(store, "record_attempts", counting)
+    return sizes
+
+
+def _statuses(engine: Any) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(select(deliveries.c.status)))
+
+
+async def test_attempts_finishing_together_are_recorded_in_one_transaction(
+    kafka_bootstrap, settings_for, write_subscriptions, run_notify, receivers, monkeypatch
+):
+    receiver = await receivers()
+    write_subscriptions([sub("SO_XAY_DUNG", receiver.url, new_secret())])
+    sizes = _count_recorded(monkeypatch)
+    recs = [str(uuid.uuid4()) for _ in range(20)]
+    async with run_notify(settings_for(record_linger=0.5)) as notify:
+        await publish(kafka_bootstrap, *(assigned(r) for r in recs))
+        await poll(lambda: sum(sizes) == 20, within=60)
+        assert _statuses(notify.runtime.engine) == [store.DELIVERED] * 20
+    assert len(receiver.ok()) == 20
+    assert len(sizes) < 20, sizes
+    assert max(sizes) > 1, sizes
+
+
+async def test_attempts_waiting_to_be_recorded_are_recorded_at_shutdown(
+    kafka_bootstrap, settings_for, write_subscriptions, run_notify, receivers, monkeypatch
+):
+    receiver = await receivers()
+    write_subscriptions([sub("SO_XAY_DUNG", receiver.url, new_secret())])
+    sizes = _count_recorded(monkeypatch)
+    recs = [str(uuid.uuid4()) for _ in range(3)]
+    async with run_notify(settings_for(record_linger=30.0)) as notify:
+        await publish(kafka_bootstrap, *(assigned(r) for r in recs))
+        await poll(lambda: len(receiver.ok()) == 3, within=60)
+        assert sizes == []  # still lingering
+        engine = notify.runtime.engine
+        assert engine is not None
+    # shut down within the linger: the finished attempts are recorded, not given back
+    assert sum(sizes) == 3
+    assert _statuses(engine) == [store.DELIVERED] * 3
 
 
 async def test_rate_limit_spaces_sends_to_one_endpoint(

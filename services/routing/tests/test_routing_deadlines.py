@@ -66,6 +66,26 @@ def test_extra_days_off_are_skipped() -> None:
     assert CAL.add_working_days(date(2027, 3, 8), 3) == date(2027, 3, 11)
 
 
+def test_remembered_working_days_match_a_walk_of_the_calendar() -> None:
+    """The memo gives what counting day by day gives, also once it was cleared when full."""
+    cal = WorkCalendar(extra_days_off=["2027-06-01"])
+    fresh = WorkCalendar(extra_days_off=["2027-06-01"])
+    start = date(2026, 12, 20)
+    days = [
+        start + timedelta(days=i) for i in range(900)
+    ]  # 4,500 keys: the memo fills and is cleared
+    for rounds in range(2):  # the second round reads the memo
+        for day in days:
+            for n in (0, 1, 5, 10, 30):
+                expected = day
+                remaining = n
+                while remaining:
+                    expected += timedelta(days=1)
+                    remaining -= fresh.is_working_day(expected)
+                assert cal.add_working_days(day, n) == expected, (rounds, day, n)
+    assert len(cal._added) <= 4096
+
+
 def test_calendar_days_ignore_holidays() -> None:
     deadline = after(at(2027, 2, 3), Duration(days=10), calendar=CAL)
     assert deadline == end_of_day(date(2027, 2, 13))

@@ -322,7 +322,8 @@ class Dispatcher:
     async def _record_forever(self) -> None:
         """Write finished attempts in batches, then free their slots and wake the dispatcher."""
         while True:
-            batch = [await self._finished.get()]
+            await self._finished_waiting()
+            batch: list[store.Attempt] = []
             while not self._finished.empty() and len(batch) < RECORD_BATCH:
                 batch.append(self._finished.get_nowait())
             while True:
@@ -337,6 +338,17 @@ class Dispatcher:
                     log.exception("record_failed", attempts=len(batch))
                     await asyncio.sleep(1.0)
             self._recorded(batch, recorded=recorded)
+
+    async def _finished_waiting(self) -> None:
+        """Return once a finished attempt is queued and `record_linger` has passed.
+
+        The attempts stay in the queue meanwhile, so a shutdown during the wait still finds
+        and records them.
+        """
+        first = await self._finished.get()
+        self._finished.put_nowait(first)  # at the end, but order does not matter
+        if self.settings.record_linger > 0:
+            await asyncio.sleep(self.settings.record_linger)
 
     def _recorded(self, batch: list[store.Attempt], *, recorded: store.Recorded) -> None:
         disabled = recorded.disabled

@@ -26,6 +26,7 @@ from phoihop_common.config import Duration
 
 VN_TZ = timezone(timedelta(hours=7), "ICT")
 END_OF_DAY = time(23, 59, 59, tzinfo=VN_TZ)
+_MEMO_SIZE = 4096
 
 
 class WorkCalendar:
@@ -36,6 +37,8 @@ class WorkCalendar:
         self._extra = frozenset(
             d if isinstance(d, date) else date.fromisoformat(d) for d in extra_days_off
         )
+        # every case of a day asks for the same few limits: walk the calendar once each
+        self._added: dict[tuple[date, int], date] = {}
 
     def is_working_day(self, day: date) -> bool:
         """True for Monday-Friday that is no public holiday nor extra day off."""
@@ -50,6 +53,15 @@ class WorkCalendar:
 
     def add_working_days(self, day: date, n: int) -> date:
         """The n-th working day after `day` (`day` itself when n == 0)."""
+        key = (day, n)
+        found = self._added.get(key)
+        if found is None:
+            if len(self._added) >= _MEMO_SIZE:
+                self._added.clear()
+            found = self._added[key] = self._add_working_days(day, n)
+        return found
+
+    def _add_working_days(self, day: date, n: int) -> date:
         current = day
         remaining = n
         while remaining > 0:

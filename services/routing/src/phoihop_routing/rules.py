@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -186,7 +187,7 @@ class Hit:
         rest = min(len(self.passing), self.rule.max_hits - full)
         return self.rule.weight * (full + self.passing_factor * rest)
 
-    @property
+    @functools.cached_property
     def full_terms(self) -> tuple[str, ...]:
         """The matched terms that are not in passing."""
         return tuple(t for t in self.terms if t not in self.passing)
