@@ -133,12 +133,13 @@ async def test_retries_keep_webhook_id_and_deliver_once(
     async with run_notify(settings_for(retry_schedule=(0, 0.2, 0.2, 0.2, 0.2))) as notify:
         await publish(kafka_bootstrap, received(rec), assigned(rec, sequence=2))
         await poll(lambda: receiver.ok())
+        # outcome events go out after their attempt is recorded: then the listing shows it
+        found = await outcomes(kafka_bootstrap, want=4)
         listing = await notify.client.get(
             "/v1/deliveries",
             params={"status": "delivered"},
             headers=notify.as_agency("SO_XAY_DUNG"),
         )
-        found = await outcomes(kafka_bootstrap, want=4)
     assert [r.status for r in receiver.requests] == [500, 503, 502, 200]
     assert len(receiver.ok()) == 1
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1

@@ -59,8 +59,9 @@ class NotifySettings(BaseSettings, KafkaSettings, ConsumerPolicy, PiiSettings, P
     outcome_linger: float = Field(default=0.2, ge=0)
     # Seconds finished attempts gather before one transaction records them: under load one
     # write serves several webhooks instead of one each (the agency already has its call;
-    # a later event of the same case waits this much longer for its turn).
-    record_linger: float = Field(default=0.02, ge=0)
+    # a later event of the same case, and the delivery's listed status, wait this much
+    # longer). 0: record what has finished at once, as it comes.
+    record_linger: float = Field(default=0.0, ge=0)
     dispatch_concurrency: int = 64  # attempts in flight, all endpoints together
     endpoint_concurrency: int = 16  # attempts in flight to one endpoint (its connections)
     webhook_client: Literal["auto", "aiohttp", "httpx"] = "auto"  # auto: aiohttp if installed
