@@ -167,8 +167,9 @@ class BenchBase:
             self.receiver.poll()
             delivered = sum(1 for i in submitted if i in self.receiver.first_done)
             done = self.audit_done()
-            if done is not None and audit_base is not None:
-                audit_delta = done - audit_base
+            if done is not None:
+                # no base: audit had stored none of these kinds yet (its counter had no sample)
+                audit_delta = done - (audit_base or 0.0)
                 if audit_reached is None and audit_delta >= n:
                     audit_reached = time.time()
             audit_ok = audit_reached is not None or done is None

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench import passthrough, procs
+from bench import floor, passthrough, procs
 from bench.base import BenchBase
 from bench.bus import SUBMITTER, copy_config, key
 from bench.config import ALONE_ROUNDS
@@ -116,6 +116,17 @@ class CeilingPhases(BenchBase):
             records=self.sizes.kafka_records,
             data_dir=self.tmp / "passthrough",
             log=self.tmp / "passthrough.log",
+        )
+
+    async def durable_floor(self) -> dict[str, Any]:
+        """The durable-consumer floor (`bench.floor`) over the ceiling's records."""
+        assert self.broker is not None
+        assert self.ceiling_topic is not None
+        return await floor.measure(
+            bootstrap=self.broker.bootstrap,
+            topic=self.ceiling_topic,
+            records=self.sizes.kafka_records,
+            db_path=self.tmp / "floor.db",
         )
 
     async def _consume_only(self, topic: str, n: int) -> tuple[float, float]:

@@ -133,7 +133,9 @@ def per_record_shares(
 
     Routing against the bare faust passthrough, notify and audit against the plain aiokafka
     produce+consume loop; a service's records per recommendation are the broker records of
-    the topics it consumes (`CONSUMED`), in the run `_cpu_per_rec_figure` takes.
+    the topics it consumes (`CONSUMED`), in the run `_cpu_per_rec_figure` takes. The notes
+    of notify and audit also set them and the loop against the durable-consumer floor
+    (`bench.floor`), when the run measured it.
     """
     ceiling = results.get("ceiling", {})
     baselines = {
@@ -144,6 +146,7 @@ def per_record_shares(
         "audit": ("audit / plain aiokafka loop, per event",
                   (ceiling.get("kafka") or {}).get("client_cpu_ms_per_record")),
     }  # fmt: skip
+    floor = (ceiling.get("floor") or {}).get("cpu_ms_per_record")
     run, where = _cpu_run(results, steps)
     by_topic = ((run or {}).get("broker_records") or {}).get("by_topic") or {}
     cpu = (run or {}).get("cpu_ms_per_rec") or {}
@@ -159,6 +162,12 @@ def per_record_shares(
             f"{where}: {per_record:.3f} ms per record ({records:.2f} records per "
             f"recommendation) vs {base:.3f} ms"
         )
+        if service in ("notify", "audit") and floor:
+            note += (
+                f"; the durable-consumer floor (read, decode, store, commit) costs "
+                f"{floor:.3f} ms per record = {base / floor:.2f} of the loop, and this "
+                f"service {floor / per_record:.2f} of that floor"
+            )
         out.append((name, round(base / per_record, 3), note))
     return out
 

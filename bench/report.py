@@ -45,6 +45,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     add("ceiling: record bytes (avg)", kafka.get("record_bytes_avg"))
     add("ceiling: aiokafka client CPU ms/record", kafka.get("client_cpu_ms_per_record"))
     add("ceiling: broker CPU ms/record (aiokafka)", kafka.get("broker_cpu_ms_per_record"))
+    floor = r.get("ceiling", {}).get("floor", {})
+    add("ceiling: durable consumer floor rec/s", floor.get("per_s"), k, "kafka")
+    add("ceiling: durable floor CPU ms/record", floor.get("cpu_ms_per_record"),
+        kafka.get("client_cpu_ms_per_record"), "kafka CPU")  # fmt: skip
     passthrough = r.get("ceiling", {}).get("faust", {})
     add("ceiling: bare faust passthrough rec/s", passthrough.get("per_s"), k, "kafka")
     add("ceiling: faust passthrough CPU ms/record", passthrough.get("cpu_ms_per_record"))

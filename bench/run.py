@@ -36,6 +36,7 @@ class Bench(CeilingPhases, ScalePhases):
             self.broker = EmbeddedBroker(log_path=self.tmp / "broker.log").start()
             asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=self.broker.bootstrap)))
             self._step("ceiling.kafka", lambda: asyncio.run(self.kafka_ceiling()))
+            self._step("ceiling.floor", lambda: asyncio.run(self.durable_floor()))
             self._step("ceiling.faust", lambda: asyncio.run(self.faust_ceiling()))
             self._step("ceiling.http", self.minimal_ceiling)
             if "ingest_alone" in self.phases:

@@ -160,6 +160,12 @@ def test_per_record_shares_divide_each_service_by_the_records_it_consumes() -> N
     assert shares["notify"] == 0.1
     # audit reads every canonical topic (received, assigned, outcome): 1 ms against 0.1 ms
     assert shares["audit"] == 0.1
+    # with the durable-consumer floor measured, notify's and audit's notes set them against it
+    results["ceiling"]["floor"] = {"cpu_ms_per_record": 0.25}
+    notes = {name.split(" ")[0]: note for name, _, note in per_record_shares(results, [])}
+    assert "0.250 ms per record = 0.40 of the loop" in notes["notify"]
+    assert "this service 0.25 of that floor" in notes["audit"]
+    assert "floor" not in notes["faust"]
     # no passthrough ceiling in the run: not measured
     del results["ceiling"]["faust"]
     assert per_record_shares(results, [])[0][1] is None

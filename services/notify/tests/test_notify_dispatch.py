@@ -290,6 +290,61 @@ def test_due_respects_case_order_and_skips(engine):
     assert [d.id for d in _due(engine, skip_ids=[one])] == [other]
 
 
+def test_take_due_claims_within_the_allowance_in_one_go(engine):
+    one, two, three = (
+        _seed_delivery(engine, rec=str(uuid.uuid4()), sequence=1, sub_id=sid)
+        for sid in ("s1", "s1", "s2")
+    )
+    fourth = _seed_delivery(engine, rec=str(uuid.uuid4()), sequence=1, sub_id="s3")
+    now = datetime.now(UTC)
+    allowance = store.Allowance(
+        room=10,
+        slots={"s1": 1},  # one connection free: the second of s1 waits (starved)
+        tokens={"s3": 0},  # no token: s3 waits for its rate limit (not starved)
+        fresh_slots=4,
+        fresh_tokens=4,
+    )
+    taken = store.take_due(
+        engine,
+        now=now,
+        hold=timedelta(seconds=60),
+        limit=100,
+        allowance=allowance,
+        lease_until=now + timedelta(seconds=30),
+    )
+    got = {d.id for d in taken.claimed}
+    assert got == {three} | ({one, two} & got)
+    assert len(got & {one, two}) == 1
+    assert fourth not in got
+    assert taken.starved
+    assert not taken.full
+    assert all(d.attempts == 0 for d in taken.claimed)  # as read; the claim made it 1
+    assert {d.id for d in _due(engine)} == {one, two, fourth} - got  # the claimed are leased
+
+
+def test_pick_counts_room_connections_and_tokens() -> None:
+    def due(sid: str) -> store.Due:
+        return store.Due(
+            id=str(uuid.uuid4()), event_id="e", event_type="assigned", recommendation_id="r",
+            sequence=1, attempts=0, round_start=0, subscription_id=sid, agency="A",
+            channel="webhook", target="http://127.0.0.1/", secrets=(), failing_since=None,
+            attributes={}, data={},
+        )  # fmt: skip
+
+    rows = [due("a"), due("a"), due("b"), due("c"), due("c")]
+    base = store.Allowance(room=10, slots={}, tokens={}, fresh_slots=2, fresh_tokens=2)
+    assert store.dispatch.pick(rows, base) == (rows, False)
+    # the room is spent after two: the rest waits, starved
+    short = store.Allowance(room=2, slots={}, tokens={}, fresh_slots=2, fresh_tokens=2)
+    assert store.dispatch.pick(rows, short) == (rows[:2], True)
+    # one token for c: its second waits for the rate limit, which is not starvation
+    rated = store.Allowance(room=10, slots={}, tokens={"c": 1}, fresh_slots=2, fresh_tokens=2)
+    assert store.dispatch.pick(rows, rated) == (rows[:4], False)
+    # no free connection for a: both of a wait, starved
+    busy = store.Allowance(room=10, slots={"a": 0}, tokens={}, fresh_slots=2, fresh_tokens=2)
+    assert store.dispatch.pick(rows, busy) == (rows[2:], True)
+
+
 def test_record_attempts_batch_outcomes_health_and_unblocking(engine):
     rec = str(uuid.uuid4())
     _seed_delivery(engine, rec=rec, sequence=1)

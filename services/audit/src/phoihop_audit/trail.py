@@ -68,6 +68,24 @@ def leaf_hash_hex(row: dict[str, Any]) -> str:
     return merkle.leaf_hash(record_bytes(row)).hex()
 
 
+def record_hashes(row: dict[str, Any]) -> tuple[str, str]:
+    """(`chain_hash`, `leaf_hash_hex`) of the record, its canonical bytes built once."""
+    body = record_bytes(row)
+    return hashlib.sha256(body).hexdigest(), merkle.leaf_hash(body).hex()
+
+
+def content_json(*, event_id: str, event_type: str, data_json: str) -> str:
+    """`canonical_json({"id": event_id, "type": event_type, "data": data})`, given the data's.
+
+    Sorted, the keys are data < id < type, so the object is those members in that order;
+    the data is not serialised a second time.
+    """
+    return (
+        f'{{"data":{data_json},"id":{canonical_json(event_id)},'
+        f'"type":{canonical_json(event_type)}}}'
+    )
+
+
 @dataclass(frozen=True)
 class Incoming:
     """A decoded event prepared for storage."""
@@ -100,10 +118,14 @@ def prepare(envelope: Envelope, *, cipher: PiiCipher) -> Incoming:
         reporter = plain.model_dump(mode="json")
         # Digest what was said, not this encryption of it (a fresh nonce on every produce).
         full["reporter"] = reporter
-    content = canonical_json({"id": envelope.id, "type": envelope.event_name, "data": full})
+    said = canonical_json(full)
+    content = content_json(event_id=envelope.id, event_type=envelope.event_name, data_json=said)
     digest = cipher.digest(content.encode())
     if reporter is not None:
         full["reporter"] = None
+        stored = canonical_json(full)
+    else:
+        stored = said
     return Incoming(
         event_id=envelope.id,
         type=envelope.event_name,
@@ -111,7 +133,7 @@ def prepare(envelope: Envelope, *, cipher: PiiCipher) -> Incoming:
         sequence=sequence,
         source=envelope.source,
         event_time=envelope.time.isoformat() if envelope.time else None,
-        data=canonical_json(full),
+        data=stored,
         reporter_plain=canonical_json(reporter).encode() if reporter is not None else None,
         digest=digest,
         known_digests=cipher.digests(content.encode()),
@@ -220,8 +242,7 @@ def _plan(
             "stored_at": now,
             "prev_hash": prev,
         }
-        row["hash"] = chain_hash(row)
-        row["leaf_hash"] = leaf_hash_hex(row)
+        row["hash"], row["leaf_hash"] = record_hashes(row)
         rows.append(row)
         known[item.event_id] = item.digest
         prev, size = row["hash"], size + 1

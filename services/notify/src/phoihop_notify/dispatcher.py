@@ -56,10 +56,14 @@ class TokenBucket:
 
     def empty(self) -> bool:
         """True when no token is available now (nothing is spent)."""
+        return self.available() < 1
+
+    def available(self) -> int:
+        """Whole tokens available now (nothing is spent)."""
+        capacity = max(self.rate, 1.0)
         if self.tokens < 0:
-            return False
-        now = time.monotonic()
-        return self.tokens + (now - self.stamp) * self.rate < 1.0
+            return int(capacity)
+        return int(min(capacity, self.tokens + (time.monotonic() - self.stamp) * self.rate))
 
 
 @dataclass
@@ -161,50 +165,38 @@ class Dispatcher:
             ep.in_flight >= s.endpoint_concurrency for ep in self._endpoints.values()
         )
         limit = min(s.dispatch_batch, room)
-        due = await asyncio.to_thread(
-            store.due_deliveries,
+        allowance = store.Allowance(
+            room=room,
+            slots={
+                sid: s.endpoint_concurrency - ep.in_flight for sid, ep in self._endpoints.items()
+            },
+            tokens={sid: ep.bucket.available() for sid, ep in self._endpoints.items()},
+            fresh_slots=s.endpoint_concurrency,
+            fresh_tokens=TokenBucket(rate=s.rate_limit_per_second).available(),
+        )
+        taken = await asyncio.to_thread(
+            store.take_due,
             self.engine,
             now=now,
             hold=timedelta(seconds=s.order_hold),
             limit=limit,
+            allowance=allowance,
+            lease_until=now + timedelta(seconds=s.request_timeout) + LEASE_MARGIN,
             skip_subscriptions=busy,
             skip_ids=list(self._in_flight),
         )
-        self._more = len(due) >= limit
-        picked: list[store.Due] = []
-        for d in due:
-            if len(picked) >= room:
-                self._starved = True
-                break
+        self._more = taken.full
+        self._starved = self._starved or taken.starved
+        for d in taken.claimed:
             ep = self._endpoint(d.subscription_id)
-            if ep.in_flight >= s.endpoint_concurrency:
-                self._starved = True
-                continue
-            if not ep.bucket.take():
-                continue
             ep.in_flight += 1
-            picked.append(d)
-        if not picked:
-            return 0
-        lease = now + timedelta(seconds=s.request_timeout) + LEASE_MARGIN
-        try:
-            claimed = await asyncio.to_thread(
-                store.claim, self.engine, items=picked, lease_until=lease, now=now
-            )
-        except BaseException:
-            for d in picked:
-                self._endpoint(d.subscription_id).in_flight -= 1
-            raise
-        mine = {d.id for d in claimed}
-        for d in picked:
-            if d.id not in mine:  # another dispatcher took it first
-                self._endpoint(d.subscription_id).in_flight -= 1
-        for d in claimed:
+            # the allowance counted whole tokens, and nothing else spent any since
+            ep.bucket.take()
             self._in_flight[d.id] = d
             task = asyncio.create_task(self._attempt_safely(d))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(picked)
+        return len(taken.claimed)
 
     def _idle_for(self) -> float:
         """How long to wait for a wake-up: the poll interval, or until a token is back."""

@@ -22,14 +22,17 @@ from phoihop_notify.store.base import make_engine as make_engine
 from phoihop_notify.store.base import migrate as migrate
 from phoihop_notify.store.base import new_secret as new_secret
 from phoihop_notify.store.base import ping as ping
+from phoihop_notify.store.dispatch import Allowance as Allowance
 from phoihop_notify.store.dispatch import Attempt as Attempt
 from phoihop_notify.store.dispatch import Due as Due
 from phoihop_notify.store.dispatch import Recorded as Recorded
+from phoihop_notify.store.dispatch import Taken as Taken
 from phoihop_notify.store.dispatch import claim as claim
 from phoihop_notify.store.dispatch import due_deliveries as due_deliveries
 from phoihop_notify.store.dispatch import gauges as gauges
 from phoihop_notify.store.dispatch import record_attempts as record_attempts
 from phoihop_notify.store.dispatch import release as release
+from phoihop_notify.store.dispatch import take_due as take_due
 from phoihop_notify.store.intake import Consumed as Consumed
 from phoihop_notify.store.intake import active_filters as active_filters
 from phoihop_notify.store.intake import record_events as record_events
@@ -52,10 +55,12 @@ __all__ = [
     "DELIVERED",
     "FAILED",
     "PENDING",
+    "Allowance",
     "Attempt",
     "Consumed",
     "Due",
     "Recorded",
+    "Taken",
     "active_filters",
     "claim",
     "create_subscription",
@@ -79,6 +84,7 @@ __all__ = [
     "rotate_secret",
     "seed",
     "subscription_health",
+    "take_due",
     "unpublished",
     "update_subscription",
 ]
