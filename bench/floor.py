@@ -18,11 +18,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Column, Engine, LargeBinary, MetaData, String, Table, insert
 
+from phoihop_common.consumer import ConsumerPolicy
 from phoihop_common.db import make_engine
 from phoihop_common.kafka import KafkaSettings, client_kwargs
 from phoihop_schemas.codec import decode
 
-BATCH = 500  # the services' consumer_max_records
+BATCH = ConsumerPolicy().consumer_max_records  # the services' batch bound
 
 _EVENTS = Table(
     "floor_events",
