@@ -197,6 +197,21 @@ def fetch_trails(audit_url: str, ids: list[str]) -> Trails:
         return dict(ex.map(lambda i: one(client, i), ids))
 
 
+def settled_trails(audit_url: str, ids: list[str], *, timeout: float) -> Trails:
+    """The trails, read again until `trail_problems` finds none (or `timeout` s pass).
+
+    `all_routed` counts every recommendation audit knows, including ones the flow never saw
+    accepted (sent while ingest was killed), and a batch may store an event's successor
+    (`duplicate_suggested` after `assigned`) a moment later: one snapshot can be early.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        trails = fetch_trails(audit_url, ids)
+        if not trail_problems(trails) or time.monotonic() > deadline:
+            return trails
+        time.sleep(2.0)
+
+
 def trail_problems(trails: Trails) -> list[str]:
     """Every accepted id stored, each event once, sequences 1..n, routed exactly once."""
     problems = [f"{i}: unknown to audit" for i, t in trails.items() if t is None]

@@ -25,10 +25,10 @@ from tests.faults.flow import (
     audit_problems,
     delivered,
     expected,
-    fetch_trails,
     kill_and_restart,
     poll,
     quiet,
+    settled_trails,
     trail_problems,
     webhook_problems,
 )
@@ -171,12 +171,13 @@ def test_nothing_lost_or_duplicated_under_crashes_pauses_and_outages(
     # Settle: audit has stored a routing outcome for each, then the webhooks catch up.
     audit = stack.url("audit")
     poll(partial(all_routed, audit, len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
-    trails = fetch_trails(audit, ids)
+    trails = settled_trails(audit, ids, timeout=SETTLE_TIMEOUT)
     want = expected(trails, _route)
     poll(lambda: not want - delivered(receiver.snapshot()), timeout=SETTLE_TIMEOUT, every=2.0)
     # stragglers (duplicates, if any) arrive so they are checked too
     quiet(lambda: len(receiver.snapshot()), quiet=3.0, timeout=30.0)
     deliveries = receiver.snapshot()
+    trails = settled_trails(audit, ids, timeout=30.0)  # read after the stragglers too
     context = f"faults: {faults}; {len(ids)} accepted; attempts {dict(flow.attempts)}"
 
     # 1. Every accepted submission is in the audit trail, each event once, no sequence gap.

@@ -26,10 +26,10 @@ from tests.faults.flow import (
     audit_problems,
     delivered,
     expected,
-    fetch_trails,
     poll,
     quiet,
     redeliveries,
+    settled_trails,
     trail_problems,
     webhook_problems,
 )
@@ -173,11 +173,12 @@ def test_survivors_take_over_with_nothing_lost_or_duplicated(
     # Settle: audit (the surviving replica) has a routing outcome for each, webhooks catch up.
     audit = _live(stack, "audit").url
     poll(partial(all_routed, audit, len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
-    trails = fetch_trails(audit, ids)
+    trails = settled_trails(audit, ids, timeout=SETTLE_TIMEOUT)
     want = expected(trails, _route)
     poll(lambda: not want - delivered(receiver.snapshot()), timeout=SETTLE_TIMEOUT, every=2.0)
     quiet(lambda: len(receiver.snapshot()), quiet=3.0, timeout=30.0)  # stragglers too
     deliveries = receiver.snapshot()
+    trails = settled_trails(audit, ids, timeout=30.0)  # read after the stragglers too
     print(
         f"scale-out: stack up in {started_s:.0f} s, {len(ids)} accepted, {len(want)} webhooks "
         f"expected, {len(deliveries)} requests ({redeliveries(deliveries)} redeliveries with "

@@ -213,8 +213,14 @@ async def test_health_readiness_metrics(
         assert ready.status_code == 200, ready.text
         await publish(kafka_bootstrap, *case(str(uuid.uuid4()), "SO_XAY_DUNG"))
         await poll(lambda: receiver.ok())
-        text = (await notify.client.get("/metrics")).text
-    assert 'phoihop_notify_deliveries_total{channel="webhook",outcome="delivered"}' in text
+        delivered = 'phoihop_notify_deliveries_total{channel="webhook",outcome="delivered"}'
+
+        async def scraped() -> str | None:
+            # counted once notify has read the answer, a moment after the receiver sent it
+            text = (await notify.client.get("/metrics")).text
+            return text if delivered in text else None
+
+        text = await poll(scraped)
     assert 'phoihop_notify_deliveries_total{channel="webhook",outcome="retry_scheduled"}' in text
     assert "phoihop_notify_delivery_duration_seconds_bucket" in text
     assert "phoihop_notify_retry_queue_depth" in text
