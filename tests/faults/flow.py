@@ -197,18 +197,27 @@ def fetch_trails(audit_url: str, ids: list[str]) -> Trails:
         return dict(ex.map(lambda i: one(client, i), ids))
 
 
-def settled_trails(audit_url: str, ids: list[str], *, timeout: float) -> Trails:
-    """The trails, read again until `trail_problems` finds none (or `timeout` s pass).
+def settled_trails(
+    audit_url: str,
+    ids: list[str],
+    *,
+    timeout: float,
+    problems: Callable[[Trails], list[str]] | None = None,
+) -> tuple[Trails, list[str]]:
+    """The trails and their problems, read again until there are none (or `timeout` s pass).
 
-    `all_routed` counts every recommendation audit knows, including ones the flow never saw
-    accepted (sent while ingest was killed), and a batch may store an event's successor
-    (`duplicate_suggested` after `assigned`) a moment later: one snapshot can be early.
+    `problems` defaults to `trail_problems`. `all_routed` counts every recommendation audit
+    knows, including ones the flow never saw accepted (sent while ingest was killed), and a
+    batch may store an event's successor (`duplicate_suggested` after `assigned`) a moment
+    later: one snapshot can be early.
     """
+    check = problems or trail_problems
     deadline = time.monotonic() + timeout
     while True:
         trails = fetch_trails(audit_url, ids)
-        if not trail_problems(trails) or time.monotonic() > deadline:
-            return trails
+        found = check(trails)
+        if not found or time.monotonic() > deadline:
+            return trails, found
         time.sleep(2.0)
 
 

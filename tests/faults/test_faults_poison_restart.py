@@ -26,7 +26,7 @@ from phoihop_schemas.codec import encode
 from phoihop_schemas.events import InboundSubmission, Response, ResponseAction
 from phoihop_schemas.topics import INBOUND_RESPONSES, INBOUND_SUBMISSIONS
 from tests.faults.dead_letters import read_dead_letters
-from tests.faults.flow import Flow, all_routed, fetch_trails, kill_and_restart, poll
+from tests.faults.flow import Flow, all_routed, kill_and_restart, poll, settled_trails
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -171,10 +171,9 @@ def test_poison_mid_stream_while_services_restart_loses_and_sticks_nothing(
     # Nothing lost, nothing duplicated: each accepted submission received and routed once.
     deadline = time.monotonic() + SETTLE_TIMEOUT
     poll(partial(all_routed, stack.url("audit"), len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
-    while (
-        problems := _problems(fetch_trails(stack.url("audit"), ids))
-    ) and time.monotonic() < deadline:
-        time.sleep(3.0)
+    _, problems = settled_trails(
+        stack.url("audit"), ids, timeout=max(0.0, deadline - time.monotonic()), problems=_problems
+    )
     mark("trails complete")
     assert not problems, f"{len(problems)} problems: {problems[:10]}; {context}"
     with httpx.Client(timeout=60, headers=key(SUPERVISOR)) as client:

@@ -30,7 +30,6 @@ from tests.faults.flow import (
     quiet,
     redeliveries,
     settled_trails,
-    trail_problems,
     webhook_problems,
 )
 
@@ -173,12 +172,12 @@ def test_survivors_take_over_with_nothing_lost_or_duplicated(
     # Settle: audit (the surviving replica) has a routing outcome for each, webhooks catch up.
     audit = _live(stack, "audit").url
     poll(partial(all_routed, audit, len(ids)), timeout=SETTLE_TIMEOUT, every=2.0)
-    trails = settled_trails(audit, ids, timeout=SETTLE_TIMEOUT)
+    trails, _ = settled_trails(audit, ids, timeout=SETTLE_TIMEOUT)
     want = expected(trails, _route)
     poll(lambda: not want - delivered(receiver.snapshot()), timeout=SETTLE_TIMEOUT, every=2.0)
     quiet(lambda: len(receiver.snapshot()), quiet=3.0, timeout=30.0)  # stragglers too
     deliveries = receiver.snapshot()
-    trails = settled_trails(audit, ids, timeout=30.0)  # read after the stragglers too
+    trails, problems = settled_trails(audit, ids, timeout=30.0)  # after the stragglers
     print(
         f"scale-out: stack up in {started_s:.0f} s, {len(ids)} accepted, {len(want)} webhooks "
         f"expected, {len(deliveries)} requests ({redeliveries(deliveries)} redeliveries with "
@@ -186,7 +185,6 @@ def test_survivors_take_over_with_nothing_lost_or_duplicated(
         + ", ".join(f"{k} {v[0]}" for k, v in takeovers.items())
     )
 
-    problems = trail_problems(trails)
     assert not problems, f"{len(problems)} bad trails: {problems[:10]}; {context}"
     problems = audit_problems(audit, trails)
     assert not problems, f"audit: {problems[:10]}; {context}"
