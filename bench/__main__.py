@@ -11,6 +11,7 @@ import sys
 
 from bench.report import table
 from bench.run import FULL, OPTIONAL_PHASES, PHASES, QUICK, Bench, write
+from phoihop_common.logs import configure_logging
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = dataclasses.replace(
         QUICK if args.quick else FULL, **{k: v for k, v in overrides.items() if v is not None}
     )
+    # the in-process bounds (`bench.bounds`) run service code that logs every event
+    configure_logging(service="bench", level="WARNING")
     bench = Bench(sizes=sizes, phases=phases, database_url=args.database_url)
     results = bench.run()
     print(table(results), flush=True)

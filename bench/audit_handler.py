@@ -124,8 +124,8 @@ async def _inline(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
-async def run(*, url: str, events: int, batch: int, profile: bool) -> str:
-    """One measurement; returns its line."""
+async def measure(*, url: str, events: int, batch: int, profile: bool = False) -> dict[str, Any]:
+    """One measurement: events/s, CPU ms per event, of a redelivery, the chain checked."""
     tmp = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     settings = AuditSettings(
         database_url=url, data_dir=tmp / "data", checkpoint_interval=3600, pii_key=TEST_PII_KEY
@@ -164,10 +164,23 @@ async def run(*, url: str, events: int, batch: int, profile: bool) -> str:
     rt.engine.dispose()
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return {
+        "dialect": rt.engine.dialect.name,
+        "batch": batch,
+        "events_per_s": round(events / wall),
+        "cpu_ms_per_event": round(cpu * 1000 / events, 4),
+        "redelivery_cpu_ms_per_event": round(redelivery * 1000 / again, 4),
+        "verified": verified["checked"],
+    }
+
+
+async def run(*, url: str, events: int, batch: int, profile: bool) -> str:
+    """One measurement; returns its line."""
+    m = await measure(url=url, events=events, batch=batch, profile=profile)
     return (
-        f"{rt.engine.dialect.name:10s} batch {batch:4d}: {events / wall:7.0f} events/s, "
-        f"{cpu * 1000 / events:6.3f} ms CPU/event; redelivery "
-        f"{redelivery * 1000 / again:6.3f} ms CPU/event; chain verified ({verified['checked']})"
+        f"{m['dialect']:10s} batch {batch:4d}: {m['events_per_s']:7.0f} events/s, "
+        f"{m['cpu_ms_per_event']:6.3f} ms CPU/event; redelivery "
+        f"{m['redelivery_cpu_ms_per_event']:6.3f} ms CPU/event; chain verified ({m['verified']})"
     )
 
 

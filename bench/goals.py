@@ -168,8 +168,40 @@ def per_record_shares(
                 f"{floor:.3f} ms per record = {base / floor:.2f} of the loop, and this "
                 f"service {floor / per_record:.2f} of that floor"
             )
+        best = _best_share(service, ceiling=ceiling, base=base, records=records)
+        if best is not None:
+            note += f"; {best}"
         out.append((name, round(base / per_record, 3), note))
     return out
+
+
+def _best_share(
+    service: str, *, ceiling: dict[str, Any], base: float, records: float
+) -> str | None:
+    """The most the service's share can be, given the work it cannot skip (`bench.bounds`)."""
+    b = ceiling.get("bounds") or {}
+    if service == "routing" and b.get("routing_stages"):
+        stages = b["routing_stages"]["cpu_ms_per_record"]
+        return (
+            f"at most {base / (base + stages):.2f} reachable: the passthrough's consuming "
+            f"and producing plus routing's stage logic alone ({stages:.3f} ms per record)"
+        )
+    if service == "audit" and b.get("audit_handler"):
+        handler = b["audit_handler"]["cpu_ms_per_event"]
+        return (
+            f"at most {base / handler:.2f} reachable: audit's handler alone, no Kafka, costs "
+            f"{handler:.3f} ms per event"
+        )
+    floor = (ceiling.get("floor") or {}).get("cpu_ms_per_record")
+    if service == "notify" and b.get("webhook") and floor:
+        post = b["webhook"]["cpu_ms_per_delivery"]
+        least = floor + post / records  # one webhook per recommendation (one subscriber)
+        return (
+            f"at most {base / least:.2f} reachable: the durable-consumer floor plus one signed "
+            f"webhook per recommendation ({post:.3f} ms each, {records:.2f} events per "
+            f"recommendation)"
+        )
+    return None
 
 
 def _cpu_run(

@@ -52,6 +52,16 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     passthrough = r.get("ceiling", {}).get("faust", {})
     add("ceiling: bare faust passthrough rec/s", passthrough.get("per_s"), k, "kafka")
     add("ceiling: faust passthrough CPU ms/record", passthrough.get("cpu_ms_per_record"))
+    bounds = r.get("ceiling", {}).get("bounds", {})
+    add("bound: routing stage logic CPU ms/record",
+        (bounds.get("routing_stages") or {}).get("cpu_ms_per_record"),
+        passthrough.get("cpu_ms_per_record"), "faust CPU")  # fmt: skip
+    add("bound: audit handler CPU ms/event",
+        (bounds.get("audit_handler") or {}).get("cpu_ms_per_event"),
+        kafka.get("client_cpu_ms_per_record"), "kafka CPU")  # fmt: skip
+    add("bound: signed webhook CPU ms/delivery",
+        (bounds.get("webhook") or {}).get("cpu_ms_per_delivery"),
+        kafka.get("client_cpu_ms_per_record"), "kafka CPU")  # fmt: skip
     add("ceiling: minimal FastAPI+aiokafka req/s", m, m, "minimal")
     for q in ("p50_ms", "p95_ms", "p99_ms"):
         add(f"ceiling: minimal endpoint {q}", http.get(q), http.get(q), "minimal " + q)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import bounds
 from bench.ceiling import CeilingPhases
 from bench.config import FULL, OPTIONAL_PHASES, PHASES, QUICK, RESULTS_DIR, Sizes
 from bench.goals import evaluate_goals
@@ -39,6 +40,10 @@ class Bench(CeilingPhases, ScalePhases):
             self._step("ceiling.floor", lambda: asyncio.run(self.durable_floor()))
             self._step("ceiling.faust", lambda: asyncio.run(self.faust_ceiling()))
             self._step("ceiling.http", self.minimal_ceiling)
+            self._step(
+                "ceiling.bounds",
+                lambda: bounds.measure(tmp=self.tmp, records=self.sizes.kafka_records),
+            )
             if "ingest_alone" in self.phases:
                 self._step("ingest_alone", self.ingest_alone_phase)
             if any(p in self.phases for p in ("ingest", "e2e", "memory", "profile", "burst")):

@@ -169,3 +169,34 @@ def test_per_record_shares_divide_each_service_by_the_records_it_consumes() -> N
     # no passthrough ceiling in the run: not measured
     del results["ceiling"]["faust"]
     assert per_record_shares(results, [])[0][1] is None
+
+
+def test_per_record_shares_say_how_far_each_can_go_given_the_work_it_cannot_skip() -> None:
+    received, commands = CANONICAL["received"].name, ROUTING_COMMANDS.name
+    assigned = CANONICAL["assigned"].name
+    run = {
+        "cpu_ms_per_rec": {"routing": 6.0, "notify": 2.0, "audit": 3.0, "services_total": 11.0},
+        "broker_records": {"by_topic": {received: 1.0, commands: 1.0, assigned: 1.0}},
+    }
+    results: dict[str, Any] = {
+        "ceiling": {
+            "faust": {"cpu_ms_per_record": 0.5},
+            "kafka": {"client_cpu_ms_per_record": 0.1},
+            "floor": {"cpu_ms_per_record": 0.1},
+        },
+        "profile": {"rate_per_s": 50, "run": run},
+    }
+    assert all("reachable" not in note for _, _, note in per_record_shares(results, []))
+    results["ceiling"]["bounds"] = {
+        "routing_stages": {"cpu_ms_per_record": 1.5},
+        "audit_handler": {"cpu_ms_per_event": 0.4},
+        "webhook": {"cpu_ms_per_delivery": 0.3},
+    }
+    notes = {name.split(" ")[0]: note for name, _, note in per_record_shares(results, [])}
+    # routing: passthrough / (passthrough + stages) = 0.5 / 2.0
+    assert "at most 0.25 reachable" in notes["faust"]
+    # audit: loop / handler = 0.1 / 0.4
+    assert "at most 0.25 reachable" in notes["audit"]
+    # notify reads received and assigned (2 events per recommendation), one webhook each:
+    # loop / (floor + 0.3 / 2) = 0.1 / 0.25
+    assert "at most 0.40 reachable" in notes["notify"]
