@@ -52,7 +52,8 @@ RULE = Decision(rule="bench", version="1")
 TABLES = ("audit_events", "audit_recommendations", "audit_involvement", "audit_checkpoints")
 
 
-def _case(rec: str, i: int) -> list[BaseModel]:
+def case_events(rec: str, i: int) -> list[BaseModel]:
+    """One case's events: received (reporter sealed), assigned, a webhook outcome, answered."""
     reporter = seal_reporter(
         Reporter(name=f"Nguyễn Văn {i}"), recommendation_id=rec, cipher=fixed_pii_cipher()
     )
@@ -115,7 +116,7 @@ def _raw(model: BaseModel, offset: int) -> ConsumerRecord[bytes, bytes]:
 
 def stream(n: int) -> list[ConsumerRecord[bytes, bytes]]:
     """`n` records; case i's k-th event comes about 3k cases after its first, as live."""
-    cases = [_case(str(uuid.uuid4()), i) for i in range((n + 3) // 4)]
+    cases = [case_events(str(uuid.uuid4()), i) for i in range((n + 3) // 4)]
     order = sorted((i + 3 * k, k, i) for i in range(len(cases)) for k in range(4))
     return [_raw(cases[i][k], off) for off, (_, k, i) in enumerate(order)][:n]
 
@@ -149,7 +150,7 @@ async def measure(*, url: str, events: int, batch: int, profile: bool = False) -
     for i in range(0, events, batch):
         rejects = await consumer.handle(records[i : i + batch])
         if rejects:
-            raise SystemExit(f"rejected: {rejects[0].reason} {rejects[0].detail}")
+            raise RuntimeError(f"rejected: {rejects[0].reason} {rejects[0].detail}")
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -160,7 +161,7 @@ async def measure(*, url: str, events: int, batch: int, profile: bool = False) -
     redelivery = time.process_time() - redelivery
     verified = verify_log(rt.engine, signer=rt.signer)
     if not verified["ok"] or verified["checked"] != events + 40:
-        raise SystemExit(f"chain does not verify: {verified}")
+        raise RuntimeError(f"chain does not verify: {verified}")
     rt.engine.dispose()
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)

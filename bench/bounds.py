@@ -20,7 +20,6 @@ recommendation, so its share is at most loop / (floor + webhook / events per rec
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import time
 import uuid
@@ -29,43 +28,45 @@ from typing import Any
 
 from bench import audit_handler, routing_stages
 from bench.helpers import ReceiverProcess
+from phoihop_common.config import Reference, load_reference
 from phoihop_common.consumer import ConsumerPolicy
+from phoihop_notify.bodies import cloudevent_body, envelope_attributes, summary
 from phoihop_notify.channels import Message, Target, WebhookChannel
 from phoihop_notify.store.base import new_secret
+from phoihop_schemas import codec
+from phoihop_schemas.events import Assigned
+from phoihop_schemas.topics import ce_type_for
+from phoihop_testkit.plugin import fixed_pii_cipher
 
 WEBHOOK_CONCURRENCY = 8
 
 
-def _message(i: int) -> Message:
-    """An `assigned` CloudEvent of the size the bus sends (about 900 bytes)."""
+def _message(i: int, *, reference: Reference) -> Message:
+    """Case i's `assigned` event as notify sends it: structured CloudEvent, the agency's view."""
     rec = str(uuid.uuid4())
-    body = {
-        "specversion": "1.0",
-        "id": f"{rec}:2",
-        "source": "/phoihop/routing",
-        "type": "vn.phoihop.recommendation.assigned.v1",
-        "subject": rec,
-        "time": "2026-12-01T08:00:00Z",
-        "datacontenttype": "application/json",
-        "data": {
-            "recommendation_id": rec,
-            "sequence": 2,
-            "agency": "UBND_XA_XA_AN_BINH",
-            "category": "GIAO_THONG",
-            "level": "xa",
-            "kind": "kien_nghi",
-            "locality": "xa-an-binh",
-            "deadline": "2026-12-31T08:00:00Z",
-            "text": f"Cử tri thôn {i} đề nghị sửa chữa đường liên thôn bị xuống cấp nghiêm trọng",
-            "decision": {"rule": "category.giao_thong", "version": "1", "confidence": 0.9},
-        },
-    }
+    assigned = audit_handler.case_events(rec, i)[1]
+    assert isinstance(assigned, Assigned)
+    attributes = envelope_attributes(
+        event_id=codec.lifecycle_event_id(rec, 2),
+        ce_type=ce_type_for("assigned"),
+        source="/phoihop/routing",
+        subject=rec,
+        time=assigned.occurred_at,
+        extensions={},
+    )
+    body = cloudevent_body(
+        attributes=attributes,
+        data=assigned.model_dump(mode="json"),
+        viewer=assigned.agency,
+        cipher=fixed_pii_cipher(),
+        reference=reference,
+    )
     return Message(
         id=f"msg_{uuid.uuid4().hex}",
         event_type="assigned",
         recommendation_id=rec,
-        body=json.dumps(body, ensure_ascii=False).encode(),
-        summary="assigned",
+        body=body,
+        summary=summary(event_type="assigned", recommendation_id=rec),
     )
 
 
@@ -83,8 +84,10 @@ async def webhook(*, url: str, deliveries: int) -> dict[str, Any]:
             failed.append(str(result.error or result.status_code))
 
     try:
-        await asyncio.gather(*(one(_message(i)) for i in range(50)))  # connections open
-        messages = [_message(i) for i in range(deliveries)]  # built before the clock starts
+        reference = load_reference()
+        await asyncio.gather(*(one(_message(i, reference=reference)) for i in range(50)))
+        # built before the clock starts: what is timed is signing and sending
+        messages = [_message(i, reference=reference) for i in range(deliveries)]
         cpu, wall = time.process_time(), time.perf_counter()
         await asyncio.gather(*(one(m) for m in messages))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

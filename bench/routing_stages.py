@@ -151,7 +151,7 @@ async def measure(
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     if emitted < recommendations:
-        raise SystemExit(f"only {emitted} lifecycle events for {recommendations} recommendations")
+        raise RuntimeError(f"only {emitted} lifecycle events for {recommendations} recommendations")
     total_cpu, consumed = sum(clock.cpu.values()), sum(clock.consumed.values())
     return {
         "recommendations": recommendations,
